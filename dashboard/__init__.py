@@ -1,0 +1,1 @@
+"""Dash app over the warehouse: spread map and synthetic-control study."""

@@ -1,0 +1,1 @@
+"""IO managers and resources: one storage rule per module."""
