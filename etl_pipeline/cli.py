@@ -1,0 +1,72 @@
+"""The ``covid-etl`` command (DESIGN.md "Command-line contract")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from etl_pipeline.settings import Settings
+
+
+def _fetch_data(args: argparse.Namespace, settings: Settings) -> int:
+    from etl_pipeline.fetch import default_base_url, fetch_data
+
+    dest = args.dest or settings.covid_data_dir
+    fetched = fetch_data(dest, base_url=default_base_url())
+    print(f"{len(fetched)} file(s) downloaded to {dest}; all four verified")
+    return 0
+
+
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
+    from etl_pipeline.resources.db import describe_url
+    from etl_pipeline.seed import seed_source
+
+    data_dir = args.data_dir or settings.covid_data_dir
+    counts = seed_source(settings.source_db_url, data_dir)
+    print(f"seeded {describe_url(settings.source_db_url)} from {data_dir}:")
+    for table, rows in counts.items():
+        print(f"  {table:<26}{rows:>10,} rows")
+    return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from etl_pipeline.run import run_pipeline
+
+    summary = run_pipeline(settings, args.data_dir)
+    print(summary.format())
+    return 0 if summary.success else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="covid-etl", description="COVID-19 medallion ETL platform")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fetch = commands.add_parser("fetch-data", help="download the four CSV files and verify their sha256")
+    fetch.add_argument("--dest", type=Path, help="directory to write to (default: $COVID_DATA_DIR)")
+    fetch.set_defaults(handler=_fetch_data)
+
+    seed = commands.add_parser("seed", help="validate the CSV files and load them into the source database")
+    seed.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR)")
+    seed.set_defaults(handler=_seed)
+
+    run = commands.add_parser("run", help="seed if needed, then materialize every asset once and print a summary")
+    run.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR)")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return args.handler(args, settings)
+    except Exception as exc:  # noqa: BLE001 - every known failure has a clear message; show it, not a traceback
+        from etl_pipeline.settings import redact
+
+        print(f"covid-etl {args.command}: error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

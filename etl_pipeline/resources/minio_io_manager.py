@@ -1,0 +1,148 @@
+"""MinIO IO manager: Arrow/pandas tables <-> single Parquet files in the lake.
+
+Storage contract:
+- An asset ``[layer, medical, table]`` is the Parquet file ``<LAKE_URL>/<layer>/medical/<table>.pq``
+  (:func:`~etl_pipeline.resources.lake_paths.lake_path`). ``LAKE_URL`` is ``s3://bucket[/prefix]`` (MinIO or
+  any S3 API, endpoint and credentials from the settings; the bucket is created, private, if missing) or
+  a local directory.
+- Writes stream record batches into a temporary object/file beside the final one and move it into place
+  only once complete, so a reader sees the previous file or the new one, never a partial one.
+- Accepts a ``pyarrow.RecordBatchReader`` (streamed, bounded memory), a ``pyarrow.Table`` or a pandas
+  DataFrame; ``load_input`` returns a pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from etl_pipeline.resources.lake_paths import lake_path, split_s3_url
+
+PREVIEW_ROWS = 5
+
+
+class LakeError(RuntimeError):
+    """A lake read or write failed; the message names the endpoint, bucket and key or path."""
+
+
+class MinIOIOManager(dg.ConfigurableIOManager):
+    """Pandas/Arrow Parquet <-> lake (S3 API or local directory), atomic object writes."""
+
+    lake_url: str
+    s3_endpoint_url: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+
+    # -- locations --------------------------------------------------------------------------------
+    @property
+    def is_s3(self) -> bool:
+        return self.lake_url.startswith("s3://")
+
+    def filesystem(self) -> pafs.FileSystem:
+        if not self.is_s3:
+            return pafs.LocalFileSystem()
+        endpoint = self.s3_endpoint_url
+        scheme, _, host = (endpoint or "").partition("://")
+        return pafs.S3FileSystem(
+            access_key=self.aws_access_key_id,
+            secret_key=self.aws_secret_access_key,
+            endpoint_override=host or None,
+            scheme=scheme or "https",
+            region="us-east-1",
+            allow_bucket_creation=True,
+            connect_timeout=10,
+            request_timeout=60,
+        )
+
+    def location(self, key_path: list[str]) -> str:
+        """The path as the filesystem sees it: ``bucket/prefix/...`` on S3, an absolute path locally."""
+        url = lake_path(self.lake_url, key_path)
+        if self.is_s3:
+            bucket, key = split_s3_url(url)
+            return f"{bucket}/{key}"
+        return url
+
+    def _where(self, path: str) -> str:
+        if self.is_s3:
+            bucket, _, key = path.partition("/")
+            return f"endpoint {self.s3_endpoint_url or 'AWS default'}, bucket {bucket!r}, key {key!r}"
+        return f"path {path!r}"
+
+    # -- writing ------------------------------------------------------------------------------------
+    def handle_output(self, context: dg.OutputContext, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> None:
+        path = self.location(list(context.asset_key.path))
+        rows, schema, preview = self.write(path, obj)
+        context.add_output_metadata(parquet_metadata(rows, schema, preview, lake_path(self.lake_url, context.asset_key.path)))
+
+    def write(self, path: str, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> tuple[int, pa.Schema, pa.Table]:
+        """Write ``obj`` atomically at ``path``; returns (rows, schema, first rows)."""
+        reader = _as_reader(obj)
+        fs = self.filesystem()
+        temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            self._ensure_parent(fs, path)
+            rows, preview = 0, []
+            with fs.open_output_stream(temporary) as sink, pq.ParquetWriter(sink, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    if rows < PREVIEW_ROWS:
+                        preview.append(batch.slice(0, PREVIEW_ROWS - rows))
+                    rows += batch.num_rows
+            fs.move(temporary, path)
+        except (OSError, pa.ArrowException) as exc:
+            _remove_quietly(fs, temporary)
+            raise LakeError(f"writing Parquet to the lake failed ({self._where(path)}): {exc}") from exc
+        return rows, reader.schema, pa.Table.from_batches(preview, schema=reader.schema)
+
+    def _ensure_parent(self, fs: pafs.FileSystem, path: str) -> None:
+        if self.is_s3:
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                fs.create_dir(bucket)  # a new bucket is private: no policy is attached
+        else:
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+
+    # -- reading ------------------------------------------------------------------------------------
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        return self.read(self.location(list(context.upstream_output.asset_key.path))).to_pandas()
+
+    def read(self, path: str) -> pa.Table:
+        try:
+            return pq.read_table(path, filesystem=self.filesystem())
+        except (OSError, pa.ArrowException) as exc:
+            raise LakeError(f"reading Parquet from the lake failed ({self._where(path)}): {exc}") from exc
+
+
+def _as_reader(obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> pa.RecordBatchReader:
+    if isinstance(obj, pa.RecordBatchReader):
+        return obj
+    if isinstance(obj, pd.DataFrame):
+        obj = pa.Table.from_pandas(obj, preserve_index=False)
+    if isinstance(obj, pa.Table):
+        return pa.RecordBatchReader.from_batches(obj.schema, obj.to_batches())
+    raise TypeError(f"cannot write {type(obj).__name__} to the lake; expected a RecordBatchReader, Table or DataFrame")
+
+
+def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except (OSError, pa.ArrowException):
+        pass
+
+
+def parquet_metadata(rows: int, schema: pa.Schema, preview: pa.Table, path: str) -> dict:
+    """Output metadata shared by the lake IO managers: row count, column schema, preview, location."""
+    return {
+        "dagster/row_count": rows,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(f.name, str(f.type), constraints=dg.TableColumnConstraints(nullable=f.nullable))
+                     for f in schema]
+        ),
+        "preview": dg.MetadataValue.md(preview.to_pandas().to_markdown(index=False)),
+        "path": dg.MetadataValue.path(path),
+    }

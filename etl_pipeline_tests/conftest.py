@@ -1,0 +1,191 @@
+"""Shared fixtures: real servers on 127.0.0.1, each test session with its own databases.
+
+A server that cannot be reached skips the test on a developer laptop, but under ``CI=true`` that is a
+failure (``unavailable``), never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("COVID_TEST_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "covid19"))
+
+MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_ADMIN_URL", "mysql+pymysql://root@127.0.0.1:3306")
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a laptop; fail under CI, where every server must be up."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"required test server unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (SHARED_DATA / "covid19_time_series.csv").exists():
+        unavailable(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def _unique_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> str:
+    """Admin URL of the MariaDB/MySQL server (no database)."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(MYSQL_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any connection problem means "not available"
+        unavailable(f"MySQL at {MYSQL_ADMIN_URL} unreachable: {exc}")
+    return MYSQL_ADMIN_URL
+
+
+@pytest.fixture
+def mysql_url(mysql_server_url: str):
+    """A fresh MySQL database for one test, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = _unique_name("etl_test")
+    admin = sa.create_engine(mysql_server_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield f"{mysql_server_url}/{name}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(f"{POSTGRES_ADMIN_URL}/postgres")
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001
+        unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL} unreachable: {exc}")
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str):
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = _unique_name("etl_test")
+    admin = sa.create_engine(f"{postgres_server_url}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{postgres_server_url}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class MotoS3:
+    """A real S3 HTTP endpoint (moto's standalone server) on 127.0.0.1."""
+
+    access_key = "testing-access-key"
+    secret_key = "testing-secret-key-not-real"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+        self.process = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("moto_server did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def reset(self) -> None:
+        """Forget every bucket and object."""
+        req = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(req, timeout=5)
+
+    def env(self, bucket: str = "warehouse") -> dict[str, str]:
+        return {
+            "LAKE_URL": f"s3://{bucket}",
+            "S3_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = MotoS3()
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        unavailable(f"moto_server could not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: MotoS3) -> MotoS3:
+    """The S3 server, emptied before the test."""
+    s3_server.reset()
+    return s3_server

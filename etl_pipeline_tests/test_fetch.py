@@ -1,0 +1,217 @@
+"""fetch_data against a real HTTP server on 127.0.0.1 laid out like the upstream (files under their upstream names)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from etl_pipeline.fetch import (
+    DATASET_FILES,
+    UPSTREAM_BASE_URL,
+    FetchError,
+    default_base_url,
+    fetch_data,
+    missing_or_invalid,
+)
+from etl_pipeline_tests.conftest import free_port
+
+ALL_NAMES = [f.name for f in DATASET_FILES]
+WORLDOMETER = next(f for f in DATASET_FILES if f.name == "covid19_worldometer.csv")
+COUNTRY_WISE = next(f for f in DATASET_FILES if f.name == "covid19_country_wise.csv")
+TRUNCATE = "truncate"
+
+
+class Upstream:
+    """What the test server serves, the paths it was asked for, and the failures it injects first."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.base_url = ""
+        self.requests: list[str] = []
+        self.failures: dict[str, list[int | str]] = {}
+
+    def requests_for(self, upstream_name: str) -> int:
+        return self.requests.count(f"/{upstream_name}")
+
+    def fail(self, upstream_name: str, *actions: int | str) -> None:
+        """Answer the next requests for the file with these HTTP statuses (or TRUNCATE), then serve it."""
+        self.failures[f"/{upstream_name}"] = list(actions)
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    def __init__(self, *args, upstream: Upstream, **kwargs) -> None:
+        self.upstream = upstream
+        super().__init__(*args, directory=str(upstream.root), **kwargs)
+
+    def do_GET(self) -> None:
+        self.upstream.requests.append(self.path)
+        pending = self.upstream.failures.get(self.path)
+        if not pending:
+            super().do_GET()
+        elif (action := pending.pop(0)) == TRUNCATE:
+            body = (self.upstream.root / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+        else:
+            self.send_error(action)
+
+    def log_message(self, format: str, *args) -> None:  # keep the test output quiet
+        pass
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, data_dir: Path) -> Iterator[Upstream]:
+    root = tmp_path / "upstream"
+    root.mkdir()
+    for f in DATASET_FILES:
+        shutil.copyfile(data_dir / f.name, root / f.upstream_name)
+    served = Upstream(root)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, upstream=served))
+    served.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    return tmp_path / "dest"
+
+
+def fetch(dest: Path, upstream: Upstream, **kwargs) -> list[Path]:
+    return fetch_data(dest, base_url=upstream.base_url, backoff_s=0, progress=False, **kwargs)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_fetches_every_file_byte_identical_with_a_progress_bar(upstream, dest, data_dir, capsys):
+    assert missing_or_invalid(dest) == ALL_NAMES
+
+    fetched = fetch_data(dest, base_url=upstream.base_url, backoff_s=0, progress=True)
+
+    assert fetched == [dest / name for name in ALL_NAMES]
+    assert sorted(p.name for p in dest.iterdir()) == sorted(ALL_NAMES)  # no temp files left
+    for f in DATASET_FILES:
+        published = (data_dir / f.name).read_bytes()
+        assert (dest / f.name).read_bytes() == published
+        assert sha256_hex(published) == f.sha256
+    assert missing_or_invalid(dest) == []
+    assert sorted(upstream.requests) == sorted(f"/{f.upstream_name}" for f in DATASET_FILES)
+    progress_output = capsys.readouterr().err
+    for name in ALL_NAMES:
+        assert name in progress_output
+
+
+def test_no_progress_output_when_disabled(upstream, dest, capsys):
+    fetch(dest, upstream)
+    assert capsys.readouterr().err == ""
+
+
+def test_checksum_mismatch_is_final_and_leaves_nothing_in_place(upstream, dest):
+    served = upstream.root / WORLDOMETER.upstream_name
+    corrupted = served.read_bytes().replace(b"USA", b"USB", 1)
+    served.write_bytes(corrupted)
+    dest.mkdir()
+    (dest / WORLDOMETER.name).write_text("a stale, wrong copy\n")
+
+    with pytest.raises(FetchError) as raised:
+        fetch(dest, upstream)
+
+    message = str(raised.value)
+    assert WORLDOMETER.name in message
+    assert f"{upstream.base_url}/{WORLDOMETER.upstream_name}" in message
+    assert WORLDOMETER.sha256 in message
+    assert sha256_hex(corrupted) in message
+    assert upstream.requests_for(WORLDOMETER.upstream_name) == 1
+    left = [p.name for p in dest.iterdir()]
+    assert WORLDOMETER.name not in left
+    assert set(left) <= set(ALL_NAMES)  # only files fetched before the failure, no temp files
+    assert missing_or_invalid(dest) == [name for name in ALL_NAMES if name not in left]
+
+
+@pytest.mark.parametrize("failure", [503, 500, 429, TRUNCATE])
+def test_transient_failure_is_retried(upstream, dest, data_dir, failure):
+    upstream.fail(COUNTRY_WISE.upstream_name, failure)
+
+    fetch(dest, upstream)
+
+    assert upstream.requests_for(COUNTRY_WISE.upstream_name) == 2
+    assert (dest / COUNTRY_WISE.name).read_bytes() == (data_dir / COUNTRY_WISE.name).read_bytes()
+    assert missing_or_invalid(dest) == []
+
+
+def test_gives_up_after_the_retries(upstream, dest):
+    upstream.fail(COUNTRY_WISE.upstream_name, *[503] * 5)
+
+    with pytest.raises(FetchError, match=r"covid19_country_wise\.csv: .*HTTP 503.*after 3 attempts"):
+        fetch(dest, upstream, retries=2)
+
+    assert upstream.requests_for(COUNTRY_WISE.upstream_name) == 3
+    assert COUNTRY_WISE.name not in [p.name for p in dest.iterdir()]
+
+
+def test_not_found_is_not_retried(upstream, dest):
+    (upstream.root / WORLDOMETER.upstream_name).unlink()
+
+    with pytest.raises(FetchError) as raised:
+        fetch(dest, upstream)
+
+    assert str(raised.value).startswith(
+        f"{WORLDOMETER.name}: download from {upstream.base_url}/{WORLDOMETER.upstream_name} failed: HTTP 404"
+    )
+    assert upstream.requests_for(WORLDOMETER.upstream_name) == 1
+    assert WORLDOMETER.name not in [p.name for p in dest.iterdir()]
+
+
+def test_connection_refused_is_a_fetch_error(dest):
+    base_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+    with pytest.raises(FetchError, match=r"ConnectionError.*after 2 attempts") as raised:
+        fetch_data(dest, base_url=base_url, retries=1, backoff_s=0, progress=False)
+
+    assert raised.value.url == f"{base_url}/{DATASET_FILES[0].upstream_name}"
+    assert list(dest.iterdir()) == []
+
+
+def test_valid_files_are_not_downloaded_again(upstream, dest):
+    fetch(dest, upstream)
+    upstream.requests.clear()
+    (dest / COUNTRY_WISE.name).unlink()
+    (dest / WORLDOMETER.name).write_text("edited by hand\n")
+    assert missing_or_invalid(dest) == [COUNTRY_WISE.name, WORLDOMETER.name]
+
+    fetched = fetch(dest, upstream)
+
+    assert fetched == [dest / COUNTRY_WISE.name, dest / WORLDOMETER.name]
+    assert sorted(upstream.requests) == sorted(
+        [f"/{COUNTRY_WISE.upstream_name}", f"/{WORLDOMETER.upstream_name}"]
+    )
+    assert missing_or_invalid(dest) == []
+
+    upstream.requests.clear()
+    assert fetch(dest, upstream) == []
+    assert upstream.requests == []
+
+
+def test_default_base_url_reads_the_environment(monkeypatch):
+    monkeypatch.delenv("COVID_DATA_BASE_URL", raising=False)
+    assert default_base_url() == UPSTREAM_BASE_URL
+    monkeypatch.setenv("COVID_DATA_BASE_URL", "http://mirror.example/covid")
+    assert default_base_url() == "http://mirror.example/covid"
