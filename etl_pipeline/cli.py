@@ -38,6 +38,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if summary.success else 1
 
 
+def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboard.app import serve
+
+    serve(host=args.host, port=args.port, warehouse_url=settings.warehouse_db_url)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="covid-etl", description="COVID-19 medallion ETL platform")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="seed if needed, then materialize every asset once and print a summary")
     run.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR)")
     run.set_defaults(handler=_run)
+
+    dashboard = commands.add_parser("dashboard", help="serve the Dash app over the warehouse")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
+    dashboard.set_defaults(handler=_dashboard)
     return parser
 
 

@@ -10,10 +10,17 @@ import os
 
 import dagster as dg
 
+from etl_pipeline.alerts import alert_on_run_failure
 from etl_pipeline.assets.bronze import bronze_assets
+from etl_pipeline.assets.gold import gold_assets, gold_checks
+from etl_pipeline.assets.silver import silver_assets, silver_checks
 from etl_pipeline.assets.source import source_assets
+from etl_pipeline.assets.warehouse import warehouse_assets
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
+from etl_pipeline.resources.psql_io_manager import PostgresIOManager
+from etl_pipeline.resources.spark import SparkSessionResource
+from etl_pipeline.resources.spark_io_manager import SparkIOManager
 from etl_pipeline.settings import Settings
 
 
@@ -29,9 +36,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "aws_access_key_id": from_env("AWS_ACCESS_KEY_ID", None),
         "aws_secret_access_key": from_env("AWS_SECRET_ACCESS_KEY", None),
     }
+    spark = SparkSessionResource(master=settings.spark_master, **s3)
     return {
         "mysql_io_manager": MySQLIOManager(url=from_env("SOURCE_DB_URL", settings.source_db_url)),
         "minio_io_manager": MinIOIOManager(lake_url=settings.lake_url, **s3),
+        "spark": spark,
+        "spark_io_manager": SparkIOManager(lake_url=settings.lake_url, spark=spark, **s3),
+        "psql_io_manager": PostgresIOManager(url=from_env("WAREHOUSE_DB_URL", settings.warehouse_db_url)),
     }
 
 
@@ -40,10 +51,20 @@ ALL_ASSETS_JOB = "covid19_etl_job"
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    everything = dg.define_asset_job(
+        ALL_ASSETS_JOB, selection=dg.AssetSelection.all(),
+        description="Every asset of the platform, source database to warehouse, with all asset checks.",
+    )
     return dg.Definitions(
-        assets=[*source_assets, *bronze_assets],
-        jobs=[dg.define_asset_job(ALL_ASSETS_JOB, selection=dg.AssetSelection.all(),
-                                  description="Every asset of the platform, source to warehouse.")],
+        assets=[*source_assets, *bronze_assets, *silver_assets, *gold_assets, *warehouse_assets],
+        asset_checks=[*silver_checks, *gold_checks],
+        jobs=[everything],
+        schedules=[dg.ScheduleDefinition(
+            name="daily_refresh", job=everything, cron_schedule="0 1 * * *", execution_timezone="UTC",
+            description="Refresh the whole platform every day at 01:00 UTC.",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        )],
+        sensors=[alert_on_run_failure],
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )

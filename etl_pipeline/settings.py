@@ -65,7 +65,8 @@ class Settings:
         return shown
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)")
+# The password runs to the last "@" before the host (it may itself hold an unescaped "@" or "/").
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<password>\S*?)(?=@[^@\s]*(?:\s|$))")
 
 
 def redact(text: str) -> str:

@@ -22,14 +22,13 @@ class DatabaseUnavailableError(RuntimeError):
 
 
 def _connect_args(url: sa.URL) -> dict:
-    backend = url.get_backend_name()
-    if backend == "mysql":
-        return {"connect_timeout": CONNECT_TIMEOUT_S, "local_infile": True, "charset": "utf8mb4"}
-    if backend == "postgresql":
-        return {"connect_timeout": CONNECT_TIMEOUT_S}
-    if backend == "sqlite":
-        return {"timeout": 30}
-    return {}
+    """Driver defaults; a query parameter of the URL (e.g. ``?local_infile=0``) overrides its default."""
+    defaults = {
+        "mysql": {"connect_timeout": CONNECT_TIMEOUT_S, "local_infile": True, "charset": "utf8mb4"},
+        "postgresql": {"connect_timeout": CONNECT_TIMEOUT_S},
+        "sqlite": {"timeout": 30},
+    }.get(url.get_backend_name(), {})
+    return {name: value for name, value in defaults.items() if name not in url.query}
 
 
 @lru_cache(maxsize=16)

@@ -8,7 +8,8 @@ Storage contract:
 - Writes stream record batches into a temporary object/file beside the final one and move it into place
   only once complete, so a reader sees the previous file or the new one, never a partial one.
 - Accepts a ``pyarrow.RecordBatchReader`` (streamed, bounded memory), a ``pyarrow.Table`` or a pandas
-  DataFrame; ``load_input`` returns a pandas DataFrame.
+  DataFrame. ``load_input`` streams a ``pyarrow.RecordBatchReader`` (``.read_pandas()`` for a DataFrame)
+  from a single file or from a Spark output directory (part files; ``_SUCCESS`` and dot files ignored).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import uuid
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from etl_pipeline.resources.lake_paths import lake_path, split_s3_url
 
 PREVIEW_ROWS = 5
+READ_BATCH_ROWS = 100_000
 
 
 class LakeError(RuntimeError):
@@ -84,9 +87,12 @@ class MinIOIOManager(dg.ConfigurableIOManager):
         reader = _as_reader(obj)
         fs = self.filesystem()
         temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+        moved = False
         try:
             self._ensure_parent(fs, path)
             rows, preview = 0, []
+            # On S3, leaving this block closes the stream, which completes the upload even when the
+            # batches failed midway: whatever the error, the temporary object is removed below.
             with fs.open_output_stream(temporary) as sink, pq.ParquetWriter(sink, reader.schema) as writer:
                 for batch in reader:
                     writer.write_batch(batch)
@@ -94,9 +100,12 @@ class MinIOIOManager(dg.ConfigurableIOManager):
                         preview.append(batch.slice(0, PREVIEW_ROWS - rows))
                     rows += batch.num_rows
             fs.move(temporary, path)
+            moved = True
         except (OSError, pa.ArrowException) as exc:
-            _remove_quietly(fs, temporary)
             raise LakeError(f"writing Parquet to the lake failed ({self._where(path)}): {exc}") from exc
+        finally:
+            if not moved:
+                _remove_quietly(fs, temporary)
         return rows, reader.schema, pa.Table.from_batches(preview, schema=reader.schema)
 
     def _ensure_parent(self, fs: pafs.FileSystem, path: str) -> None:
@@ -108,12 +117,14 @@ class MinIOIOManager(dg.ConfigurableIOManager):
             fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
     # -- reading ------------------------------------------------------------------------------------
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        return self.read(self.location(list(context.upstream_output.asset_key.path))).to_pandas()
+    def load_input(self, context: dg.InputContext) -> pa.RecordBatchReader:
+        return self.read(self.location(list(context.asset_key.path)))
 
-    def read(self, path: str) -> pa.Table:
+    def read(self, path: str) -> pa.RecordBatchReader:
+        """Stream the Parquet file, or the directory of part files that Spark writes, batch by batch."""
         try:
-            return pq.read_table(path, filesystem=self.filesystem())
+            dataset = pads.dataset(path, format="parquet", filesystem=self.filesystem())
+            return dataset.scanner(batch_size=READ_BATCH_ROWS).to_reader()
         except (OSError, pa.ArrowException) as exc:
             raise LakeError(f"reading Parquet from the lake failed ({self._where(path)}): {exc}") from exc
 

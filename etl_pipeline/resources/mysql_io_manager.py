@@ -26,16 +26,17 @@ import pymysql.cursors
 import sqlalchemy as sa
 
 from etl_pipeline.resources.db import describe_url, get_engine
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES, TableSchema, arrow_schema
+from etl_pipeline.transforms.source_schema import MAX_TEXT_LENGTH, SOURCE_TABLES, TableSchema, arrow_schema
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 100_000
 INSERT_BATCH_ROWS = 10_000
 
-_SQL_TYPES = {"str": sa.String(255), "int": sa.BigInteger(), "float": sa.Double(), "date": sa.Date()}
-# MySQL error codes meaning "LOAD DATA LOCAL is disabled on the server or the client".
-_LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 3950}
+_SQL_TYPES = {"str": sa.String(MAX_TEXT_LENGTH), "int": sa.BigInteger(), "float": sa.Double(), "date": sa.Date()}
+# Error codes meaning "LOAD DATA LOCAL is disabled on the server or the client": MySQL's, and MariaDB's 4166
+# (ER_LOAD_INFILE_CAPABILITY_DISABLED, MariaDB >= 10.5).
+_LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 3950, 4166}
 
 
 class SourceLoadError(RuntimeError):
@@ -184,6 +185,8 @@ def _insert_batches(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -
 
 def _bulk_load_mysql(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
     """``LOAD DATA LOCAL INFILE`` from a temporary CSV; batched inserts when the server refuses it."""
+    if frame.empty:  # the infile text would be one empty line, which LOAD DATA reads as a row
+        return
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8", newline="") as tmp:
         tmp.write(_mysql_infile_text(frame))
     try:

@@ -12,6 +12,9 @@ from typing import Literal
 
 ColumnType = Literal["str", "int", "float", "date"]
 
+#: Longest text value a source column holds (``VARCHAR(255)`` in the source database).
+MAX_TEXT_LENGTH = 255
+
 _NUMBER_WORDS = {"1": "one", "2": "two", "3": "three", "7": "seven"}
 
 

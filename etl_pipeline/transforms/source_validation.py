@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etl_pipeline.transforms.source_schema import Column, TableSchema
+from etl_pipeline.transforms.source_schema import MAX_TEXT_LENGTH, Column, TableSchema
 
 #: How many individual problems an error message lists before summarising the rest.
 MAX_LISTED_PROBLEMS = 20
@@ -69,7 +69,13 @@ def parse_source_csv(schema: TableSchema, content: bytes, *, file_name: str) -> 
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SourceValidationError([Problem(file_name, None, None, None, f"not UTF-8 text: {exc}")]) from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    # skipinitialspace: a space before an opening quote (` "Korea, South"`) must not split the quoted field
+    rows: list[list[str]] = []
+    try:
+        rows.extend(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True))
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit(); rows[0] is the header
+        problem = Problem(file_name, len(rows) or None, None, None, f"unreadable CSV: {exc}")
+        raise SourceValidationError([problem]) from None
     while rows and not any(cell.strip() for cell in rows[-1]):
         rows.pop()  # trailing blank lines
     if not rows:
@@ -86,7 +92,8 @@ def parse_source_csv(schema: TableSchema, content: bytes, *, file_name: str) -> 
     width = len(header)
     for number, row in enumerate(data, start=1):
         if len(row) != width:
-            fail(number, None, ",".join(row), f"has {len(row)} field(s), expected {width}")
+            missing = header[len(row)] if len(row) < width else None  # the first column without a value
+            fail(number, missing, ",".join(row), f"has {len(row)} field(s), expected {width}")
     if problems:
         raise SourceValidationError(problems)
 
@@ -124,13 +131,15 @@ def _convert(schema: TableSchema, column: Column, values: pd.Series, fail) -> pd
         for index in values.index[empty][:MAX_LISTED_PROBLEMS]:
             fail(index + 1, column.header, "", "a value is required")
     if column.type == "str":
+        too_long = values.str.len() > MAX_TEXT_LENGTH
+        _report(values, too_long, column, f"is longer than {MAX_TEXT_LENGTH} characters", fail)
         return values.where(~empty, None) if column.nullable else values
     if column.type == "int":
         bad = ~values.str.fullmatch(r"[+-]?\d+") & ~empty
         _report(values, bad, column, "is not an integer", fail)
         return pd.Series([int(v) if v else None for v in values.where(~bad, "")], index=values.index, dtype="Int64")
     if column.type == "float":
-        converted = pd.to_numeric(values.where(~empty, None), errors="coerce")
+        converted = pd.to_numeric(values.where(~empty, None), errors="coerce").astype("float64")
         bad = converted.isna() & ~empty
         _report(values, bad, column, "is not a number", fail)
         # An infinite ratio (e.g. deaths per 100 recovered with nobody recovered) is undefined: NULL.

@@ -1,0 +1,164 @@
+"""Warehouse queries for the dashboard, behind a short-lived cache.
+
+The dashboard reads only the warehouse (``WAREHOUSE_DB_URL``: SQLite or PostgreSQL) and only through the
+queries below: fixed table and column names from ``etl_pipeline.warehouse_model``, values as bound
+parameters. Results are cached for :data:`CACHE_TTL_S` seconds so that the spread map's play button, which
+asks for one date per tick, does not hit the database for frames it has just shown, while a reload of the
+warehouse becomes visible within a minute.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from etl_pipeline.resources.db import describe_url, get_engine
+from etl_pipeline.settings import redact
+
+#: Seconds a query result is reused.
+CACHE_TTL_S = 60.0
+#: Query results kept at most (one per map date, country trend, study panel, ...).
+CACHE_MAX_ENTRIES = 512
+
+_DATES = sa.text("SELECT date, day_index FROM dim_date ORDER BY day_index")
+
+# One date of the map: join on dim_date so that a date is addressed by its integer day_index, whatever
+# representation the warehouse gives the date column (DATE on PostgreSQL, ISO text on SQLite).
+_LOCATIONS_ON_DAY = sa.text(
+    """
+    SELECT f.country_region, f.province_state, f.latitude, f.longitude, f.confirmed, f.deaths,
+           c.who_region, c.continent
+    FROM fact_location_daily f
+    JOIN dim_date d ON d.date = f.date
+    LEFT JOIN dim_country c ON c.country_region = f.country_region
+    WHERE d.day_index = :day_index
+    ORDER BY f.country_region, f.province_state
+    """
+)
+
+_MAX_LOCATION_CONFIRMED = sa.text("SELECT MAX(confirmed) AS max_confirmed FROM fact_location_daily")
+
+_COUNTRIES = sa.text(
+    "SELECT country_region, continent, who_region, population FROM dim_country ORDER BY country_region"
+)
+
+_COUNTRY_TREND = sa.text(
+    """
+    SELECT date, confirmed, deaths, recovered, active, new_cases, new_deaths
+    FROM covid19_daily_stats
+    WHERE country_region = :country
+    ORDER BY date
+    """
+)
+
+_CONTINENT_TOTALS = sa.text(
+    """
+    SELECT continent, total_confirmed, total_deaths, total_recovered, total_active, number_of_countries, population
+    FROM covid19_continent_stats
+    ORDER BY total_confirmed DESC, continent
+    """
+)
+
+_STUDY_PANEL = sa.text(
+    """
+    SELECT s.country_region, s.date, s.confirmed, c.population
+    FROM covid19_daily_stats s
+    LEFT JOIN dim_country c ON c.country_region = s.country_region
+    WHERE s.country_region IN :countries
+    ORDER BY s.country_region, s.date
+    """
+).bindparams(sa.bindparam("countries", expanding=True))
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot answer (unreachable, or not built yet); the message names it without a password."""
+
+
+class TTLCache:
+    """A small thread-safe least-recently-used cache whose entries expire ``ttl_s`` seconds after they were
+    computed. Two threads missing the same key may both compute it; the last result is kept."""
+
+    def __init__(self, ttl_s: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        now = self._clock()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and now - hit[0] < self._ttl_s:
+                self._entries.move_to_end(key)
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._entries[key] = (now, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+        return value
+
+
+class Warehouse:
+    """Read-only access to the warehouse tables the dashboard shows. Every DataFrame returned is a fresh copy
+    (callers may modify it), its ``date`` column as ``datetime64``."""
+
+    def __init__(self, url: str, cache: TTLCache | None = None) -> None:
+        self.url = url
+        self._cache = cache or TTLCache(CACHE_TTL_S, CACHE_MAX_ENTRIES)
+
+    def describe(self) -> str:
+        """The URL with its password hidden."""
+        return describe_url(self.url)
+
+    def _read(self, key: Hashable, query: sa.TextClause, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        def run() -> pd.DataFrame:
+            try:
+                with get_engine(self.url).connect() as conn:
+                    frame = pd.read_sql_query(query, conn, params=params)
+            except sa.exc.DBAPIError as exc:
+                raise WarehouseError(f"cannot read the warehouse {self.describe()}: {redact(str(exc.orig))}") from None
+            if "date" in frame.columns:
+                frame["date"] = pd.to_datetime(frame["date"])
+            return frame
+
+        return self._cache.get_or_compute(key, run).copy()
+
+    def dates(self) -> pd.DataFrame:
+        """Every reported day: ``date``, ``day_index`` (0 = first day), in order."""
+        return self._read("dates", _DATES)
+
+    def locations_on(self, day_index: int) -> pd.DataFrame:
+        """The map's rows for one day: one per location with coordinates, counts, WHO region and continent."""
+        return self._read(("locations", day_index), _LOCATIONS_ON_DAY, {"day_index": int(day_index)})
+
+    def max_location_confirmed(self) -> int:
+        """The largest confirmed count of any location on any day (fixes the map's colour scale)."""
+        value = self._read("max_location_confirmed", _MAX_LOCATION_CONFIRMED).iat[0, 0]
+        return 0 if pd.isna(value) else int(value)
+
+    def countries(self) -> pd.DataFrame:
+        """The country dimension: ``country_region``, ``continent``, ``who_region``, ``population``."""
+        return self._read("countries", _COUNTRIES)
+
+    def country_trend(self, country: str) -> pd.DataFrame:
+        """One country's daily cumulative and new counts, by date."""
+        return self._read(("trend", country), _COUNTRY_TREND, {"country": country})
+
+    def continent_totals(self) -> pd.DataFrame:
+        """``covid19_continent_stats``, largest confirmed total first."""
+        return self._read("continents", _CONTINENT_TOTALS)
+
+    def study_panel(self, countries: Sequence[str]) -> pd.DataFrame:
+        """Long panel for the synthetic-control study: ``country_region``, ``date``, ``confirmed`` and the
+        country's ``population`` (NULL when unknown), for the given countries only."""
+        chosen = tuple(sorted(set(countries)))
+        return self._read(("panel", chosen), _STUDY_PANEL, {"countries": list(chosen)})

@@ -1,0 +1,223 @@
+"""The Spark session provider: one session per process, built lazily, reused by every Spark step, stopped at exit.
+
+``master`` (``SPARK_MASTER``) picks where Spark runs:
+
+- ``local[*]``: a JVM inside this process (a cold start costs seconds, so it is paid once per process);
+- ``spark://host:port``: a standalone cluster, with this process as the driver;
+- ``sc://host:port``: a Spark Connect client (sub-second), the server owning the JVM.
+
+Settings, from weakest to strongest: :data:`BASE_CONF` (small-data defaults, UTC), the ``spark-defaults.conf``
+file, then this resource's own fields (S3 endpoint and credentials, loopback binding for local masters).
+For ``sc://`` only the ``spark.sql.*`` runtime settings are sent; static settings and S3 access belong to the
+Connect server's own ``spark-defaults.conf``, and no credential leaves this process.
+
+A process holds one session at a time, keyed by its configuration: every resource instance with the same
+configuration gets the same session; asking for a different one stops the current session first (tests
+switch masters this way; a deployment never does, its configuration is fixed per process). PySpark turns a
+process that opened a Connect session into a Connect-only process, so ``sc://`` cannot switch back to a
+classic master within one process. The session is stopped at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+import dagster as dg
+from pydantic import Field
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession as ClassicSession
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    AnySparkSession = Union[ClassicSession, ConnectSession]
+
+logger = logging.getLogger(__name__)
+
+#: ``spark-defaults.conf`` at the repository root, used when neither the resource nor ``SPARK_DEFAULTS_CONF`` names one.
+REPO_SPARK_DEFAULTS = Path(__file__).resolve().parents[2] / "spark-defaults.conf"
+LOOPBACK = "127.0.0.1"
+
+#: Defaults for this project's small tables; ``spark-defaults.conf`` may override any of them.
+BASE_CONF: Mapping[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+#: Keys whose values are never logged (Spark's own ``spark.redaction.regex`` default).
+SECRET_KEY = re.compile(r"(?i)secret|password|token|access[.]?key")
+
+
+def parse_spark_defaults(text: str) -> dict[str, str]:
+    """Parse ``spark-defaults.conf`` text as Spark reads it (Java properties; Spark trims the values).
+
+    One ``key value`` per line (``key=value`` and ``key:value`` also work); blank lines and lines starting
+    with ``#`` or ``!`` are comments; a later key wins. Backslash escapes and continuation lines, which
+    Spark's own files do not use, are not supported.
+    """
+    conf: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        match = re.match(r"([^\s=:]+)\s*[=:\s]\s*(.*)$", line)
+        if match:
+            conf[match.group(1)] = match.group(2).strip()
+        else:
+            conf[line] = ""
+    return conf
+
+
+def resolve_conf_file(conf_file: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The resource's file, else ``SPARK_DEFAULTS_CONF``, else the repo's ``spark-defaults.conf`` if present."""
+    env = os.environ if environ is None else environ
+    if conf_file:
+        return Path(conf_file)
+    if env.get("SPARK_DEFAULTS_CONF"):
+        return Path(env["SPARK_DEFAULTS_CONF"])
+    return REPO_SPARK_DEFAULTS if REPO_SPARK_DEFAULTS.is_file() else None
+
+
+def is_connect(master: str) -> bool:
+    return master.startswith("sc://")
+
+
+def is_local(master: str) -> bool:
+    return master == "local" or master.startswith("local[")
+
+
+def session_conf(
+    master: str,
+    defaults: Mapping[str, str],
+    s3_endpoint_url: str | None = None,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+) -> dict[str, str]:
+    """Every setting the session is built with (pure: no environment, no I/O)."""
+    conf = {**BASE_CONF, **defaults}
+    if is_local(master):
+        conf["spark.driver.host"] = LOOPBACK
+        conf["spark.driver.bindAddress"] = LOOPBACK
+    if s3_endpoint_url:
+        conf["spark.hadoop.fs.s3a.endpoint"] = s3_endpoint_url
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(s3_endpoint_url.startswith("https://")).lower()
+    if aws_access_key_id:
+        conf["spark.hadoop.fs.s3a.access.key"] = aws_access_key_id
+    if aws_secret_access_key:
+        conf["spark.hadoop.fs.s3a.secret.key"] = aws_secret_access_key
+    if is_connect(master):
+        return {k: v for k, v in conf.items() if k.startswith("spark.sql.")}
+    return conf
+
+
+def redacted(conf: Mapping[str, str]) -> dict[str, str]:
+    """``conf`` with secret values replaced by ``***`` (for logs)."""
+    return {k: "***" if SECRET_KEY.search(k) else v for k, v in conf.items()}
+
+
+def _redact_master(master: str) -> str:
+    """Hide a Spark Connect ``;token=...`` parameter."""
+    return re.sub(r"(?i)(token=)[^;]*", r"\1***", master)
+
+
+class _ProcessSession:
+    """The process's one session and the (hashed) configuration it was built from."""
+
+    lock = threading.Lock()
+    key: str | None = None
+    session: AnySparkSession | None = None
+
+
+def _config_key(master: str, app_name: str, conf: Mapping[str, str]) -> str:
+    payload = json.dumps([master, app_name, sorted(conf.items())])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _is_usable(session: AnySparkSession) -> bool:
+    if hasattr(session, "is_stopped"):  # Spark Connect client
+        return not session.is_stopped
+    return session.sparkContext._jsc is not None
+
+
+def _build(master: str, app_name: str, conf: Mapping[str, str]) -> AnySparkSession:
+    from pyspark.sql import SparkSession
+
+    if is_connect(master):
+        return SparkSession.builder.remote(master).config(map=dict(conf)).getOrCreate()
+    if is_local(master):
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local executors run this interpreter
+    return SparkSession.builder.master(master).appName(app_name).config(map=dict(conf)).getOrCreate()
+
+
+def process_session(master: str, app_name: str, conf: Mapping[str, str]) -> AnySparkSession:
+    """The process's session for this configuration, built on first use."""
+    key = _config_key(master, app_name, conf)
+    with _ProcessSession.lock:
+        current = _ProcessSession.session
+        if current is not None and _ProcessSession.key == key and _is_usable(current):
+            return current
+        if current is not None:
+            logger.warning("Spark configuration changed in this process: stopping the current session")
+            _stop_locked()
+        started = time.monotonic()
+        session = _build(master, app_name, conf)
+        logger.info(
+            "Spark session ready in %.1f s: master=%s conf=%s",
+            time.monotonic() - started,
+            _redact_master(master),
+            redacted(conf),
+        )
+        _ProcessSession.key, _ProcessSession.session = key, session
+        return session
+
+
+def _stop_locked() -> None:
+    session, _ProcessSession.session, _ProcessSession.key = _ProcessSession.session, None, None
+    if session is not None:
+        session.stop()
+
+
+def stop_process_session() -> None:
+    """Stop the process's session (registered with ``atexit``; tests call it to switch masters)."""
+    with _ProcessSession.lock:
+        _stop_locked()
+
+
+atexit.register(stop_process_session)
+
+
+class SparkSessionResource(dg.ConfigurableResource):
+    """Hands every Spark step of a process the same session (see the module docstring)."""
+
+    master: str = Field(default="local[*]", description="local[*], spark://host:port or sc://host:port")
+    s3_endpoint_url: str | None = None
+    aws_access_key_id: str | None = Field(default=None, repr=False)
+    aws_secret_access_key: str | None = Field(default=None, repr=False)
+    conf_file: str | None = Field(
+        default=None,
+        description="spark-defaults.conf; default: $SPARK_DEFAULTS_CONF, else the repository's spark-defaults.conf",
+    )
+    app_name: str = "covid19-etl"
+
+    def conf(self) -> dict[str, str]:
+        path = resolve_conf_file(self.conf_file)
+        defaults = parse_spark_defaults(path.read_text()) if path else {}
+        return session_conf(
+            self.master, defaults, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key
+        )
+
+    def get_session(self) -> AnySparkSession:
+        return process_session(self.master, self.app_name, self.conf())

@@ -1,0 +1,81 @@
+"""Country conformance: the reviewed reference of JHU country names, worldometer names and continents.
+
+``country_reference.csv`` (packaged next to this module) has one row per country of the JHU tables:
+
+- ``country_region``: the JHU name (``covid19_time_series``, ``covid19_country_wise``, ``covid19_cases_position``);
+- ``worldometer_name``: the same country's name in ``covid19_worldometer`` after silver trimming (``USA`` for ``US``,
+  ``Brunei`` for worldometer's ``'Brunei '``); empty when worldometer has no row for it (China, Kosovo);
+- ``continent``: one of :data:`CONTINENTS`. It equals worldometer's continent wherever worldometer has one
+  (``Australia/Oceania`` is spelled ``Oceania``); for countries absent from worldometer it was decided by review
+  (China -> Asia, Kosovo -> Europe).
+
+A name missing from the reference is never dropped: it gets a NULL continent, the ``mapped`` flag of
+``silver.build_countries`` is false, and it lands in the ``Unknown`` bucket of the continent totals until the
+reference is extended.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StringType, StructField, StructType
+
+CONTINENTS = ("Africa", "Asia", "Europe", "North America", "South America", "Oceania")
+
+#: worldometer's spelling of a continent -> the reference's.
+WORLDOMETER_CONTINENT_NAMES = {"Australia/Oceania": "Oceania"}
+
+#: Continent bucket for countries that are not in the reference (see ``gold.continent_stats``).
+UNKNOWN_CONTINENT = "Unknown"
+
+REFERENCE_FILE = "country_reference.csv"
+
+REFERENCE_SCHEMA = StructType(
+    [
+        StructField("country_region", StringType(), nullable=False),
+        StructField("worldometer_name", StringType(), nullable=True),
+        StructField("continent", StringType(), nullable=False),
+    ]
+)
+
+
+def load_country_reference() -> pd.DataFrame:
+    """The packaged reference as strings (``worldometer_name`` is ``""`` when absent), validated.
+
+    Validated by :func:`validate_reference`, so a bad edit of the CSV fails loudly instead of duplicating
+    or misplacing countries.
+    """
+    with files(__package__).joinpath(REFERENCE_FILE).open(encoding="utf-8") as f:
+        reference = pd.read_csv(f, dtype=str, keep_default_na=False)
+    validate_reference(reference)
+    return reference
+
+
+def validate_reference(reference: pd.DataFrame) -> None:
+    """Raise ``ValueError`` unless ``reference`` has the reference's columns, unique names and known continents."""
+    expected = [f.name for f in REFERENCE_SCHEMA.fields]
+    if list(reference.columns) != expected:
+        raise ValueError(f"{REFERENCE_FILE}: columns {list(reference.columns)}, expected {expected}")
+    for column, names in (
+        ("country_region", reference["country_region"]),
+        ("worldometer_name", reference.loc[reference["worldometer_name"] != "", "worldometer_name"]),
+    ):
+        repeated = sorted(set(names[names.duplicated()]))
+        if repeated:
+            raise ValueError(f"{REFERENCE_FILE}: {column} listed more than once: {repeated}")
+    unknown = reference.loc[~reference["continent"].isin(CONTINENTS), ["country_region", "continent"]]
+    if not unknown.empty:
+        raise ValueError(
+            f"{REFERENCE_FILE}: continent must be one of {CONTINENTS}: {unknown.to_dict('records')}"
+        )
+
+
+def country_reference_df(spark: SparkSession) -> DataFrame:
+    """The reference as a Spark DataFrame; an absent ``worldometer_name`` is NULL here, so it never joins."""
+    rows = [
+        (r.country_region, r.worldometer_name or None, r.continent)
+        for r in load_country_reference().itertuples(index=False)
+    ]
+    return spark.createDataFrame(rows, REFERENCE_SCHEMA)

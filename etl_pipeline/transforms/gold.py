@@ -1,0 +1,96 @@
+"""Gold transforms: the warehouse tables built from silver.
+
+Counts are JHU's own per-country series (``covid19_time_series``), never re-summed from provinces: the source
+states that the province sums equal it, and ``quality.reconcile_daily_with_positions`` verifies that instead.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from etl_pipeline.transforms.countries import UNKNOWN_CONTINENT
+
+MEASURES = ("confirmed", "deaths", "recovered", "active")
+
+DAILY_COLUMNS = (
+    "date", "country_region", *MEASURES, "new_cases", "new_deaths", "new_recovered",
+    "latitude", "longitude", "who_region", "continent",
+)  # fmt: skip
+CONTINENT_COLUMNS = (
+    "continent", *(f"total_{m}" for m in MEASURES), "number_of_countries", "population",
+)  # fmt: skip
+LOCATION_COLUMNS = (
+    "date", "country_region", "province_state", "latitude", "longitude", *MEASURES,
+)  # fmt: skip
+COUNTRY_COLUMNS = ("country_region", "continent", "who_region", "population", "latitude", "longitude")
+
+
+def daily_stats(time_series: DataFrame, countries: DataFrame) -> DataFrame:
+    """``covid19_daily_stats``: one row per time-series row (date, country_region).
+
+    Coordinates and continent come from the country dimension (continent ``Unknown`` for a country missing
+    from the reference); ``who_region`` and every count are the time series' own values.
+    """
+    dimensions = dim_country(countries).select("country_region", "latitude", "longitude", "continent")
+    return time_series.join(F.broadcast(dimensions), "country_region", "left").select(*DAILY_COLUMNS)
+
+
+def country_last_values(daily: DataFrame) -> DataFrame:
+    """``country_region`` and each measure on that country's own last date."""
+    return daily.groupBy("country_region").agg(*(F.max_by(m, "date").alias(m) for m in MEASURES))
+
+
+def continent_stats(daily: DataFrame, countries: DataFrame) -> DataFrame:
+    """``covid19_continent_stats``: one row per continent.
+
+    Totals sum each country's value on its last date; ``population`` sums the known populations (NULL when
+    none is known). A country without a continent is counted under ``Unknown``, so the totals still
+    reconcile with the source while the blocking unmapped-countries check fails.
+    """
+    membership = countries.select("country_region", "continent", "population")
+    return (
+        country_last_values(daily)
+        .join(F.broadcast(membership), "country_region", "left")
+        .groupBy(F.coalesce("continent", F.lit(UNKNOWN_CONTINENT)).alias("continent"))
+        .agg(
+            *(F.sum(m).alias(f"total_{m}") for m in MEASURES),
+            F.count("*").cast("int").alias("number_of_countries"),
+            F.sum("population").alias("population"),
+        )
+        .select(*CONTINENT_COLUMNS)
+    )
+
+
+def fact_location_daily(positions: DataFrame) -> DataFrame:
+    """The spread map's fact table: one row per position row (date, country_region, province_state)."""
+    return positions.withColumnsRenamed({"lat": "latitude", "long": "longitude"}).select(*LOCATION_COLUMNS)
+
+
+def dim_country(countries: DataFrame) -> DataFrame:
+    """The country dimension; a country missing from the reference is in the ``Unknown`` continent."""
+    return countries.select(
+        "country_region",
+        F.coalesce("continent", F.lit(UNKNOWN_CONTINENT)).alias("continent"),
+        *COUNTRY_COLUMNS[2:],
+    )
+
+
+def dim_date(daily: DataFrame) -> DataFrame:
+    """One row per reported day with calendar attributes; ``day_index`` counts days from the first one."""
+    dates = daily.select("date").distinct()
+    first = dates.agg(F.min("date").alias("first_date"))
+    return dates.crossJoin(first).select(
+        "date",
+        F.year("date").alias("year"),
+        F.month("date").alias("month"),
+        F.dayofmonth("date").alias("day"),
+        F.weekofyear("date").alias("iso_week"),  # Spark's weekofyear is the ISO 8601 week
+        ((F.dayofweek("date") + 5) % 7 + 1).alias("day_of_week"),  # Spark: 1 = Sunday; ISO: 1 = Monday
+        F.datediff("date", "first_date").alias("day_index"),
+    )
+
+
+def fact_daily_cases(daily: DataFrame) -> DataFrame:
+    """The daily fact table: the counts of ``covid19_daily_stats`` without the country's attributes."""
+    return daily.select(*DAILY_COLUMNS[:9])

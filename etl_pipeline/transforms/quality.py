@@ -1,0 +1,152 @@
+"""Data-quality findings as small DataFrames, and a helper that turns one into check metadata.
+
+Each finding function returns the offending rows (empty when all is well), lazily; ``summarize`` and
+``summarize_by`` run the few small Spark jobs that turn them into a count and a handful of examples.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from functools import reduce
+from operator import or_
+from typing import Any, TypedDict
+
+from pyspark.sql import Column, DataFrame, Row, Window
+from pyspark.sql import functions as F
+
+from etl_pipeline.transforms.gold import MEASURES, country_last_values
+
+
+class Finding(TypedDict):
+    count: int
+    examples: list[dict[str, Any]]
+
+
+def _any(conditions: Sequence[Column]) -> Column:
+    return reduce(or_, conditions)
+
+
+def duplicate_keys(df: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """Keys held by more than one row: the key columns and ``rows``."""
+    return df.groupBy(*keys).agg(F.count("*").alias("rows")).where(F.col("rows") > 1)
+
+
+def null_keys(df: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """Rows with a NULL in any key column."""
+    return df.where(_any([F.col(k).isNull() for k in keys]))
+
+
+def _mismatches(left: DataFrame, right: DataFrame, keys: Sequence[str], prefixes: tuple[str, str]) -> DataFrame:
+    """Full outer join of two tables on ``keys``; rows where any measure differs (or one side is missing).
+
+    Output: the keys, then ``<left prefix><measure>`` and ``<right prefix><measure>`` per measure.
+    """
+    sides = [
+        side.select(*keys, *(F.col(m).alias(f"{prefix}{m}") for m in MEASURES))
+        for side, prefix in zip((left, right), prefixes)
+    ]
+    left_prefix, right_prefix = prefixes
+    paired = [c for m in MEASURES for c in (f"{left_prefix}{m}", f"{right_prefix}{m}")]
+    return (
+        sides[0]
+        .join(sides[1], list(keys), "full")
+        .where(_any([~F.col(f"{left_prefix}{m}").eqNullSafe(F.col(f"{right_prefix}{m}")) for m in MEASURES]))
+        .select(*keys, *paired)
+    )
+
+
+def reconcile_country_totals(daily: DataFrame, country_wise: DataFrame) -> DataFrame:
+    """Countries whose gold values on their last date differ from ``covid19_country_wise``
+    (``gold_<measure>``, ``source_<measure>``); a country missing on one side is a mismatch too."""
+    return _mismatches(country_last_values(daily), country_wise, ["country_region"], ("gold_", "source_"))
+
+
+def reconcile_daily_with_positions(time_series: DataFrame, positions: DataFrame) -> DataFrame:
+    """(date, country_region) where the sum over the country's position rows differs from the time series
+    (``time_series_<measure>``, ``positions_<measure>``)."""
+    keys = ["date", "country_region"]
+    sums = positions.groupBy(*keys).agg(*(F.sum(m).alias(m) for m in MEASURES))
+    return _mismatches(time_series, sums, keys, ("time_series_", "positions_"))
+
+
+def reconcile_overall(gold_continent: DataFrame, country_wise: DataFrame) -> DataFrame:
+    """Four rows, one per measure: ``measure, gold_total, source_total, difference``.
+
+    Gold totals sum ``covid19_continent_stats`` (the ``Unknown`` bucket included); an empty side counts 0.
+    """
+    gold = gold_continent.agg(*(F.coalesce(F.sum(f"total_{m}"), F.lit(0)).alias(m) for m in MEASURES))
+    source = country_wise.agg(*(F.coalesce(F.sum(m), F.lit(0)).alias(m) for m in MEASURES))
+    rows = F.array(
+        *(
+            F.struct(
+                F.lit(m).alias("measure"), gold[m].alias("gold_total"), source[m].alias("source_total")
+            )
+            for m in MEASURES
+        )
+    )
+    return (
+        gold.crossJoin(source)
+        .select(F.explode(rows).alias("row"))
+        .select("row.*")
+        .withColumn("difference", F.col("gold_total") - F.col("source_total"))
+    )
+
+
+def cumulative_decreases(
+    df: DataFrame, partition_cols: Sequence[str], order_col: str, value_col: str
+) -> DataFrame:
+    """Rows where a cumulative ``value_col`` is lower than on the previous ``order_col`` of its partition:
+    the partition columns, ``order_col``, ``previous_value`` and ``value_col``."""
+    previous = F.lag(value_col).over(Window.partitionBy(*partition_cols).orderBy(order_col))
+    return (
+        df.select(*partition_cols, order_col, previous.alias("previous_value"), value_col)
+        .where(F.col(value_col) < F.col("previous_value"))
+    )
+
+
+def negative_values(df: DataFrame, columns: Sequence[str]) -> DataFrame:
+    """One row per (row of ``df``, negative column): all columns of ``df`` plus ``negative_column``
+    naming the column that is negative. Count per column with ``summarize_by(..., "negative_column")``."""
+    negative = F.array_compact(F.array(*(F.when(F.col(c) < 0, F.lit(c)) for c in columns)))
+    return df.select("*", F.explode(negative).alias("negative_column"))
+
+
+def worldometer_only(worldometer_conformed: DataFrame) -> DataFrame:
+    """Worldometer rows that are no JHU country (ships, territories), kept out of continent totals on purpose."""
+    return worldometer_conformed.where(F.col("country_region").isNull()).select(
+        "worldometer_name", "continent", "population", "total_cases"
+    )
+
+
+def continent_disagreements(worldometer_conformed: DataFrame, reference: DataFrame) -> DataFrame:
+    """Countries where worldometer names a continent that differs from the reference's:
+    ``country_region, worldometer_name, worldometer_continent, reference_continent``."""
+    return (
+        worldometer_conformed.where(F.col("country_region").isNotNull() & F.col("continent").isNotNull())
+        .select("country_region", "worldometer_name", F.col("continent").alias("worldometer_continent"))
+        .join(reference.select("country_region", F.col("continent").alias("reference_continent")), "country_region")
+        .where(F.col("worldometer_continent") != F.col("reference_continent"))
+    )
+
+
+def plain_dict(row: Row) -> dict[str, Any]:
+    """A collected row as a dict that JSON (Dagster metadata) can hold: dates as ISO strings."""
+    return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.asDict().items()}
+
+
+def summarize(df: DataFrame, order_by: Sequence[str] = (), examples: int = 5) -> Finding:
+    """Count of rows and up to ``examples`` of them (first by ``order_by`` when given), as plain dicts."""
+    ordered = df.orderBy(*order_by) if order_by else df
+    return Finding(count=df.count(), examples=[plain_dict(r) for r in ordered.limit(examples).collect()])
+
+
+def summarize_by(df: DataFrame, column: str, order_by: Sequence[str] = (), examples: int = 5) -> dict[str, Finding]:
+    """``summarize`` per value of ``column`` (e.g. ``negative_column``); values without rows are absent."""
+    counts = {r[column]: r["count"] for r in df.groupBy(column).count().collect()}
+    rank = Window.partitionBy(column).orderBy(*(order_by or [column]))
+    sample = df.withColumn("_n", F.row_number().over(rank)).where(F.col("_n") <= examples)
+    found: dict[str, Finding] = {key: Finding(count=n, examples=[]) for key, n in counts.items()}
+    for row in sample.drop("_n").orderBy(column, *order_by).collect():
+        found[row[column]]["examples"].append(plain_dict(row))
+    return found

@@ -1,0 +1,139 @@
+"""The app over HTTP (Flask's test client, no browser): first-payload size, routing, callbacks, play/pause logic."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+from dash import Dash
+
+from dashboard.app import DEFAULT_MAP_STYLE, create_app
+from dashboard.pages.spread_map import next_frame
+
+MAX_FIRST_PAYLOAD = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def app(sqlite_warehouse_url: str) -> Dash:
+    return create_app(sqlite_warehouse_url, map_style="white-bg")
+
+
+def call(app: Dash, output: str, *values, state: tuple = ()) -> tuple[dict, int]:
+    """Run the callback registered for ``output`` the way the browser does (POST /_dash-update-component) with
+    ``values`` for its inputs and ``state`` for its states; return the response's outputs and byte size."""
+    spec = app.callback_map[output]
+    outputs = [
+        dict(zip(("id", "property"), part.rsplit(".", 1), strict=True)) for part in output.strip(".").split("...")
+    ]
+    body = {
+        "output": output,
+        "outputs": outputs if output.startswith("..") else outputs[0],
+        "inputs": [{**i, "value": v} for i, v in zip(spec["inputs"], values, strict=True)],
+        "state": [{**s, "value": v} for s, v in zip(spec["state"], state, strict=True)],
+        "changedPropIds": [f"{spec['inputs'][0]['id']}.{spec['inputs'][0]['property']}"],
+    }
+    response = app.server.test_client().post("/_dash-update-component", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[-2000:]
+    return response.get_json()["response"], len(response.get_data())
+
+
+ROUTER = "..page-content.children...page-title.data...nav-spread_map.className...nav-synthetic_control.className.."
+MAP = "..spread-map.figure...map-date.children.."
+
+
+def test_first_layout_payload_is_small_and_holds_no_map_data(app: Dash):
+    response = app.server.test_client().get("/_dash-layout")
+    assert response.status_code == 200
+    payload = response.get_data()
+    assert len(payload) < MAX_FIRST_PAYLOAD
+    assert b"densitymap" not in payload and b"page-content" in payload
+
+
+def test_serve_runs_waitress_without_dev_tools_and_a_small_first_payload(dashboard_url: str):
+    """``serve()`` in its own process (from WAREHOUSE_DB_URL, default host and debug settings)."""
+    with urllib.request.urlopen(f"{dashboard_url}/_dash-layout", timeout=30) as response:
+        assert response.headers["Server"] == "waitress"
+        assert len(response.read()) < MAX_FIRST_PAYLOAD
+    with urllib.request.urlopen(f"{dashboard_url}/", timeout=30) as response:
+        index = response.read().decode()
+    config = json.loads(re.search(r'<script id="_dash-config" type="application/json">(.*?)</script>', index)[1])
+    assert (config["ui"], config["props_check"]) == (False, False)
+
+
+def test_whole_first_load_of_the_spread_map_is_under_one_megabyte(app: Dash):
+    """Layout, the routed page, the map's last day and the default country's trend: what the browser loads
+    before the page is complete."""
+    layout = len(app.server.test_client().get("/_dash-layout").get_data())
+    page, page_bytes = call(app, ROUTER, "/")
+    assert "map-day" in json.dumps(page["page-content"]["children"])
+    _, map_bytes = call(app, MAP, 187)
+    _, trend_bytes = call(app, "trend-graph.figure", "Vietnam")
+    assert layout + page_bytes + map_bytes + trend_bytes < MAX_FIRST_PAYLOAD
+
+
+def test_the_map_callback_sends_one_day(app: Dash, sources):
+    response, _ = call(app, MAP, 70)
+    positions = sources["positions"]
+    day = positions[(positions["date"] == "2020-04-01") & (positions["confirmed"] > 0)]
+    (trace,) = response["spread-map"]["figure"]["data"]
+    assert response["map-date"]["children"] == "1 April 2020"
+    assert len(trace["customdata"]) == len(day) == 251
+    assert sum(row[2] for row in trace["customdata"]) == int(day["confirmed"].sum())
+    assert response["spread-map"]["figure"]["layout"]["map"]["style"] == "white-bg"
+
+
+def test_router_titles_pages_marks_the_active_link_and_reports_unknown_paths(app: Dash):
+    page, _ = call(app, ROUTER, "/synthetic-control")
+    assert page["page-title"]["data"] == "Synthetic control · COVID-19 warehouse"
+    assert [page[f"nav-{p}"]["className"] for p in ("spread_map", "synthetic_control")] == [
+        "nav-link",
+        "nav-link active",
+    ]
+    assert "scm-treated" in json.dumps(page["page-content"]["children"])
+    missing, _ = call(app, ROUTER, "/nope")
+    assert "No page at /nope." in json.dumps(missing["page-content"]["children"])
+
+
+def test_a_warehouse_not_built_yet_is_explained_on_the_page(tmp_path: Path):
+    app = create_app(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    page, _ = call(app, ROUTER, "/")
+    text = json.dumps(page["page-content"]["children"])
+    assert "no such table" in text and "covid-etl run" in text
+
+
+def test_warehouse_and_map_style_come_from_the_environment(monkeypatch, sqlite_warehouse_url: str):
+    monkeypatch.setenv("WAREHOUSE_DB_URL", sqlite_warehouse_url)
+    monkeypatch.delenv("DASH_MAP_STYLE", raising=False)
+    response, _ = call(create_app(), MAP, 0)
+    assert response["spread-map"]["figure"]["layout"]["map"]["style"] == DEFAULT_MAP_STYLE == "carto-positron"
+    monkeypatch.setenv("DASH_MAP_STYLE", "open-street-map")
+    response, _ = call(create_app(), MAP, 0)
+    assert response["spread-map"]["figure"]["layout"]["map"]["style"] == "open-street-map"
+    assert response["map-date"]["children"] == "22 January 2020"
+
+
+@pytest.mark.parametrize(
+    ("trigger", "day", "playing", "expected"),
+    [
+        ("play", 10, False, (10, True)),  # play
+        ("play", 10, True, (10, False)),  # pause
+        ("play", 187, False, (0, True)),  # play at the end starts over
+        ("tick", 10, True, (11, True)),
+        ("tick", 186, True, (187, False)),  # the last frame stops playing
+        ("tick", 10, False, (10, False)),  # a stray tick while paused changes nothing
+    ],
+)
+def test_next_frame(trigger: str, day: int, playing: bool, expected: tuple[int, bool]):
+    assert next_frame(trigger, day, playing, 187) == expected
+
+
+def test_play_callback_advances_the_slider(app: Dash):
+    response, _ = call(app, "..map-day.value...map-timer.disabled...map-play.children..", 1, None, state=(5, True, 187))
+    assert response == {
+        "map-day": {"value": 5},
+        "map-timer": {"disabled": False},
+        "map-play": {"children": "Pause"},
+    }

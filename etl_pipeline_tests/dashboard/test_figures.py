@@ -1,0 +1,161 @@
+"""Figure builders on small hand-made frames and a study on a four-country toy panel."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard.figures import (
+    MAP_CENTER,
+    continent_figure,
+    gap_figure,
+    placebo_ratio_figure,
+    spread_map_figure,
+    synthetic_figure,
+    trend_figure,
+)
+from dashboard.study import comparable_placebos, placebo_table, run_study
+
+
+def test_spread_map_shows_locations_with_cases_on_a_log_scale():
+    locations = pd.DataFrame(
+        {
+            "country_region": ["Australia", "Vietnam", "Laos", "Nowhere"],
+            "province_state": ["Victoria", "", "", ""],
+            "latitude": [-37.8, 14.06, 19.86, None],
+            "longitude": [144.96, 108.28, 102.5, None],
+            "confirmed": [999, 9, 0, 5],
+            "deaths": [12, 0, 0, 0],
+            "who_region": ["Western Pacific", "Western Pacific", "Western Pacific", None],
+            "continent": ["Australia/Oceania", "Asia", "Asia", "Asia"],
+        }
+    )
+    figure = spread_map_figure(locations, max_confirmed=99_999, map_style="white-bg", title="On 1 April 2020")
+    (trace,) = figure.data
+    assert trace.type == "densitymap"
+    assert list(trace.lat) == [-37.8, 14.06] and list(trace.lon) == [144.96, 108.28]
+    assert list(trace.z) == pytest.approx([3.0, 1.0])
+    assert (trace.zmin, trace.zmax) == (0, pytest.approx(5.0))
+    assert trace.customdata.tolist() == [
+        ["Victoria, Australia", "Western Pacific", 999, 12],
+        ["Vietnam", "Western Pacific", 9, 0],
+    ]
+    assert "Confirmed: %{customdata[2]:,}" in trace.hovertemplate and "WHO region" in trace.hovertemplate
+    assert list(trace.colorbar.ticktext) == ["1", "10", "100", "1,000", "10,000", "100,000"]
+    assert figure.layout.map.style == "white-bg"
+    assert (figure.layout.map.center.lat, figure.layout.map.center.lon) == (MAP_CENTER["lat"], MAP_CENTER["lon"])
+    assert figure.layout.title.text == "On 1 April 2020"
+
+
+def test_spread_map_of_a_day_without_cases_is_empty_not_an_error():
+    locations = pd.DataFrame(
+        {
+            "country_region": ["Vietnam"],
+            "province_state": [""],
+            "latitude": [14.06],
+            "longitude": [108.28],
+            "confirmed": [0],
+            "deaths": [0],
+            "who_region": ["Western Pacific"],
+            "continent": ["Asia"],
+        }
+    )
+    (trace,) = spread_map_figure(locations, max_confirmed=0, map_style="white-bg", title="").data
+    assert len(trace.lat) == 0 and trace.zmax == 1.0
+
+
+def test_trend_figure_draws_the_four_cumulative_counts():
+    trend = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2020-04-01", "2020-04-02"]),
+            "confirmed": [218, 222],
+            "deaths": [0, 0],
+            "recovered": [75, 85],
+            "active": [143, 137],
+            "new_cases": [6, 4],
+            "new_deaths": [0, 0],
+        }
+    )
+    figure = trend_figure(trend, "Vietnam")
+    assert [t.name for t in figure.data] == ["Confirmed", "Deaths", "Recovered", "Active"]
+    assert list(figure.data[0].y) == [218, 222] and list(figure.data[3].y) == [143, 137]
+    assert figure.layout.title.text == "Vietnam: cumulative counts"
+
+
+def test_continent_figure_lists_continents_smallest_first_for_horizontal_bars():
+    continents = pd.DataFrame(
+        {
+            "continent": ["Asia", "Europe"],
+            "total_confirmed": [300, 200],
+            "total_deaths": [3, 20],
+            "total_recovered": [100, 50],
+            "total_active": [197, 130],
+            "number_of_countries": [2, 1],
+            "population": [1000, None],
+        }
+    )
+    figure = continent_figure(continents)
+    assert [t.name for t in figure.data] == ["Confirmed", "Recovered", "Deaths"]
+    assert list(figure.data[0].y) == ["Europe", "Asia"] and list(figure.data[0].x) == [200, 300]
+    assert figure.data[2].customdata.tolist() == [[1, 0], [2, 1000]]
+
+
+@pytest.fixture(scope="module")
+def study():
+    """Four countries over six days; the treated one is exactly half A plus half B before day 3."""
+    days = pd.date_range("2020-03-01", periods=6)
+    a = np.array([1, 2, 3, 4, 5, 6.0])
+    b = np.array([3, 4, 6, 8, 9, 12.0])
+    c = np.array([10, 10, 11, 11, 12, 12.0])
+    treated = (a + b) / 2 - np.array([0, 0, 0, 1, 2, 3])
+    rows = [
+        (unit, day, value, 1e6)
+        for unit, values in {"T": treated, "A": a, "B": b, "C": c}.items()
+        for day, value in zip(days, values, strict=True)
+    ]
+    panel = pd.DataFrame(rows, columns=["country_region", "date", "confirmed", "population"])
+    return run_study(
+        panel, treated="T", donors=["A", "B", "C"], intervention="2020-03-04", outcome="confirmed", method="scm"
+    )
+
+
+def test_synthetic_figure_overlays_actual_and_synthetic(study):
+    figure = synthetic_figure(study)
+    actual, synthetic = figure.data
+    assert (actual.name, synthetic.name) == ("T", "Synthetic T")
+    assert list(synthetic.y) == pytest.approx([2, 3, 4.5, 6, 7, 9])
+    assert list(actual.y) == pytest.approx([2, 3, 4.5, 5, 5, 6])
+    assert figure.layout.yaxis.title.text == "Confirmed cases"
+    assert [s.x0 for s in figure.layout.shapes] == [pd.Timestamp("2020-03-04")]
+
+
+def test_gap_figure_puts_the_treated_gap_over_the_comparable_placebo_gaps(study):
+    """Placebos fitting their pre-period more than 5x worse than the treated unit are left out: here T's
+    pre-period error is made 1, so A (4.9) and B (5.0) are drawn and C (5.1) is not."""
+    units = study.placebo.units.assign(pre_rmspe=pd.Series({"T": 1.0, "A": 4.9, "B": 5.0, "C": 5.1}))
+    placebo = dataclasses.replace(study.placebo, units=units)
+    assert comparable_placebos(dataclasses.replace(study, placebo=placebo)) == ["A", "B"]
+    figure = gap_figure(dataclasses.replace(study, placebo=placebo))
+    assert [t.name for t in figure.data] == ["A", "B", "T (gap)"]
+    assert list(figure.data[0].y) == list(study.placebo.gaps["A"])
+    assert list(figure.data[-1].y) == pytest.approx([0, 0, 0, -1, -2, -3])
+    assert all(t.line.color == "#b8b8b8" for t in figure.data[:-1])
+    assert "grey: 2 of 3 placebos" in figure.layout.title.text
+
+
+def test_placebo_ratio_figure_highlights_the_treated_unit(study):
+    table = placebo_table(study)
+    figure = placebo_ratio_figure(study, table)
+    (bars,) = figure.data
+    assert list(bars.y) == list(table["country"][::-1])
+    ratios = dict(zip(bars.y, bars.x, strict=True))
+    others = [r for c, r in study.placebo.units["ratio"].items() if c != "T"]
+    assert math.isinf(study.placebo.units.at["T", "ratio"]) and all(map(math.isfinite, others))
+    assert ratios["T"] == pytest.approx(1.1 * max(others))
+    assert dict(zip(bars.y, bars.text, strict=True))["T"] == "∞"
+    assert dict(zip(bars.y, bars.marker.color, strict=True))["T"] != "#b8b8b8"
+    assert f"p = {study.placebo.p_value:.2f}" in figure.layout.title.text

@@ -1,0 +1,784 @@
+"""The deployment files, tested with what runs without a Docker engine.
+
+- docker-compose.yml through a real Compose parser (Debian's ``docker-compose config``, else ``docker compose
+  config``) with a ``.env`` made from ``.env.example`` whose secrets are replaced by unique tokens, so the test
+  can follow each secret to the services that receive it;
+- the PostgreSQL init scripts run by ``psql`` against the real server on 127.0.0.1;
+- deploy/dagster.yaml loaded by Dagster against that server;
+- deploy/s3a_jars.py (the Dockerfile's jar step) against a local HTTP Maven repository;
+- the Dockerfile, .dockerignore and spark-defaults.conf read as text.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+import uuid
+import zipfile
+from collections.abc import Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from etl_pipeline.resources.spark import parse_spark_defaults, resolve_conf_file
+from etl_pipeline_tests.conftest import REPO_ROOT, unavailable
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+DEPLOY = REPO_ROOT / "deploy"
+PG_INIT = DEPLOY / "postgres" / "init"
+S3A_JARS_SCRIPT = DEPLOY / "s3a_jars.py"
+PYSPARK_JARS = Path(__import__("pyspark").__file__).resolve().parent / "jars"
+
+SERVICES = {
+    "mysql", "postgres", "minio", "minio-init",
+    "spark-master", "spark-worker-1", "spark-worker-2", "spark-connect",
+    "dagster-code", "dagster-webserver", "dagster-daemon", "dashboard", "seed",
+}  # fmt: skip
+ONE_SHOT = {"minio-init", "seed"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET")
+#: A whole value that is one Compose variable reference (``${VAR}`` or ``${VAR:?message}``).
+VARIABLE_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*(:\?[^}]*)?\}")
+URL_PASSWORD = re.compile(r"://[^:/@\s]+:(?P<password>[^@\s]*)@")
+
+#: Who may hold each secret (least privilege: a service gets only the secrets it uses).
+SECRET_HOLDERS = {
+    "MYSQL_ROOT_PASSWORD": {"mysql"},
+    "MYSQL_PASSWORD": {"mysql", "seed", "dagster-code"},
+    "POSTGRES_SUPERUSER_PASSWORD": {"postgres"},
+    "WAREHOUSE_DB_PASSWORD": {"postgres", "dagster-code"},
+    "DASHBOARD_DB_PASSWORD": {"postgres", "dashboard"},
+    "DAGSTER_PG_PASSWORD": {"postgres", "dagster-code", "dagster-webserver", "dagster-daemon"},
+    "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+    "AWS_SECRET_ACCESS_KEY": {"minio-init", "dagster-code", "spark-worker-1", "spark-worker-2", "spark-connect"},
+}
+
+
+# --------------------------------------------------------------------------------------------- compose
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of a Compose env file (comments and blank lines skipped)."""
+    entries = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            entries[name.strip()] = value
+    return entries
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    unavailable("no Compose parser: install Debian's docker-compose (or the docker compose plugin)")
+    raise AssertionError("unreachable")
+
+
+def compose_config(env: Mapping[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in env.items()))
+    return subprocess.run(
+        [*compose_command(), "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE),
+         "--env-file", str(env_file), "config"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def example_env() -> dict[str, str]:
+    return read_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def test_env(example_env: dict[str, str]) -> dict[str, str]:
+    """``.env.example`` with every secret replaced by a token found nowhere else."""
+    return {
+        name: f"tok{uuid.uuid4().hex}" if SECRET_NAME.search(name) else value for name, value in example_env.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def resolved(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """docker-compose.yml as the Compose parser resolves it with ``test_env`` as ``.env``."""
+    result = compose_config(test_env, tmp_path_factory.mktemp("compose"))
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def raw_compose() -> dict:
+    """docker-compose.yml before interpolation (YAML anchors and merges applied)."""
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def test_the_example_env_is_accepted_and_a_missing_secret_is_refused(
+    example_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert compose_config(example_env, tmp_path).returncode == 0
+    incomplete = {k: v for k, v in example_env.items() if k != "MINIO_ROOT_PASSWORD"}
+    refused = compose_config(incomplete, tmp_path)
+    assert refused.returncode != 0
+    assert "MINIO_ROOT_PASSWORD" in refused.stderr
+
+
+def test_env_example_documents_exactly_the_variables_compose_uses(example_env: dict[str, str]) -> None:
+    lines = [line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", "\n".join(lines)))
+    assert used <= set(example_env), f"used but not in .env.example: {sorted(used - set(example_env))}"
+    # COMPOSE_PROJECT_NAME is read by Compose itself
+    assert set(example_env) - used == {"COMPOSE_PROJECT_NAME"}
+    for name, value in example_env.items():
+        if SECRET_NAME.search(name):
+            assert value.startswith("change-me"), f"{name} must be an obvious placeholder, not {value!r}"
+
+
+def test_the_service_set(resolved: dict) -> None:
+    assert set(resolved["services"]) == SERVICES
+    assert set(resolved["networks"]) == {"etl"}
+    assert all(set(service["networks"]) == {"etl"} for service in resolved["services"].values())
+
+
+def test_every_long_running_service_has_a_health_check_and_one_shot_jobs_do_not_restart(resolved: dict) -> None:
+    for name, service in resolved["services"].items():
+        if name in ONE_SHOT:
+            assert service["restart"] == "no", name
+        else:
+            assert service["restart"] == "unless-stopped", name
+            assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_depends_on_waits_for_health_or_successful_completion(resolved: dict) -> None:
+    services = resolved["services"]
+    for name, service in services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            assert rule["condition"] == expected, f"{name} -> {dependency}"
+            assert dependency in ONE_SHOT or "healthcheck" in services[dependency]
+    waits_for = {name: set(service.get("depends_on", {})) for name, service in services.items()}
+    assert waits_for["seed"] == {"mysql"}
+    assert waits_for["minio-init"] == {"minio"}
+    assert waits_for["spark-worker-1"] == waits_for["spark-worker-2"] == {"spark-master"}
+    assert {"seed", "minio-init", "mysql", "postgres", "spark-master"} <= waits_for["dagster-code"]
+    assert waits_for["dagster-webserver"] == waits_for["dagster-daemon"] == {"postgres", "dagster-code"}
+    assert waits_for["dashboard"] == {"postgres"}
+
+
+def _credential_values(raw: dict) -> Iterator[tuple[str, str]]:
+    """(where, value) of every password/secret in the raw compose file: secret-named variables and URL passwords."""
+    for name, service in raw["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if SECRET_NAME.search(key):
+                yield f"{name}.{key}", str(value)
+            for match in URL_PASSWORD.finditer(str(value)):
+                yield f"{name}.{key} (URL)", match["password"]
+
+
+def test_no_credential_is_written_literally(raw_compose: dict, example_env: dict[str, str]) -> None:
+    found = list(_credential_values(raw_compose))
+    assert len(found) >= 10  # the walk does see them
+    for where, value in found:
+        assert VARIABLE_REFERENCE.fullmatch(value), f"{where} is not a ${{VAR}} reference: {value!r}"
+    text = COMPOSE_FILE.read_text()
+    for name, value in example_env.items():
+        if SECRET_NAME.search(name):
+            assert value not in text
+
+
+def test_each_secret_reaches_only_the_services_that_use_it(resolved: dict, test_env: dict[str, str]) -> None:
+    holders = {
+        name: {s for s, service in resolved["services"].items() if test_env[name] in json.dumps(service)}
+        for name in test_env
+        if SECRET_NAME.search(name)
+    }
+    assert holders == SECRET_HOLDERS
+
+
+def test_the_dashboard_reads_the_warehouse_with_the_read_only_user(resolved: dict, test_env: dict[str, str]) -> None:
+    services = resolved["services"]
+    dashboard = sa.make_url(services["dashboard"]["environment"]["WAREHOUSE_DB_URL"])
+    pipeline = sa.make_url(services["dagster-code"]["environment"]["WAREHOUSE_DB_URL"])
+    assert dashboard.username == test_env["DASHBOARD_DB_USER"]
+    assert dashboard.password == test_env["DASHBOARD_DB_PASSWORD"]
+    assert (pipeline.username, pipeline.password) == (test_env["WAREHOUSE_DB_USER"], test_env["WAREHOUSE_DB_PASSWORD"])
+    assert dashboard.username != pipeline.username
+    assert (dashboard.host, dashboard.port, dashboard.database) == (pipeline.host, pipeline.port, pipeline.database)
+    assert services["postgres"]["environment"]["DASHBOARD_DB_USER"] == dashboard.username
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """target -> source of a resolved service's volumes (Compose v1 prints strings, v2 mappings)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+            mounts[target] = source
+        else:
+            mounts[volume["target"]] = volume["source"]
+    return mounts
+
+
+def test_the_lake_bucket_is_created_private(resolved: dict, test_env: dict[str, str]) -> None:
+    init = resolved["services"]["minio-init"]
+    script = DEPLOY / "minio" / "init.sh"
+    assert init["entrypoint"] == ["/bin/sh", "/init.sh"]
+    assert _mounts(init)["/init.sh"] == str(script)
+    subprocess.run(["sh", "-n", str(script)], check=True)  # a real shell parses it
+    text = script.read_text()
+    assert 'mc mb --ignore-existing "local/$LAKE_BUCKET"' in text
+    assert not re.search(r"mc\s+(anonymous|policy)\s+set", text), "the lake bucket must not get a public policy"
+    # the pipeline's key gets the policy written here, limited to the bucket, not a built-in one like readwrite
+    created = re.findall(r"mc admin policy create local (\S+)", text)
+    assert created == re.findall(r"mc admin policy attach local (\S+)", text) == ["lake-readwrite"]
+    assert set(re.findall(r"arn:aws:s3:::([^\"]*)", text)) == {"$LAKE_BUCKET", "$LAKE_BUCKET/*"}
+    assert resolved["services"]["dagster-code"]["environment"]["LAKE_URL"] == f"s3://{test_env['LAKE_BUCKET']}"
+
+
+def test_the_spark_cluster_commands(resolved: dict, test_env: dict[str, str]) -> None:
+    services = resolved["services"]
+    master = services["spark-master"]["command"]
+    assert master[:2] == ["spark-class", "org.apache.spark.deploy.master.Master"]
+    assert master[master.index("--port") + 1] == "7077"
+    for worker in ("spark-worker-1", "spark-worker-2"):
+        command = services[worker]["command"]
+        assert command[:3] == ["spark-class", "org.apache.spark.deploy.worker.Worker", "spark://spark-master:7077"]
+        assert command[command.index("--cores") + 1] == test_env["SPARK_WORKER_CORES"]
+        assert command[command.index("--memory") + 1] == test_env["SPARK_WORKER_MEMORY"]
+    connect = services["spark-connect"]["command"]
+    assert connect[connect.index("--class") + 1] == "org.apache.spark.sql.connect.service.SparkConnectServer"
+    assert connect[connect.index("--master") + 1] == "spark://spark-master:7077"
+    assert f"spark.hadoop.fs.s3a.endpoint={test_env['S3_ENDPOINT_URL']}" in connect
+    assert services["dagster-code"]["environment"]["SPARK_MASTER"] == test_env["SPARK_MASTER"]
+
+
+def _port(port: str | dict) -> tuple[str, str, str | None]:
+    """(container port, host port, host address) of a resolved port (Compose v1 prints strings, v2 mappings)."""
+    if isinstance(port, dict):
+        return str(port["target"]), str(port["published"]), port.get("host_ip")
+    address, published, target = port.split("/")[0].rsplit(":", 2)
+    return target, published, address
+
+
+def test_the_published_ports(resolved: dict, test_env: dict[str, str]) -> None:
+    published = {name: {_port(p) for p in service.get("ports", [])} for name, service in resolved["services"].items()}
+    address = test_env["PUBLISH_ADDRESS"]
+    assert {name: ports for name, ports in published.items() if ports} == {
+        "dagster-webserver": {("3000", test_env["DAGSTER_UI_PORT"], address)},
+        "spark-master": {("8080", test_env["SPARK_MASTER_UI_PORT"], address)},
+        "minio": {("9001", test_env["MINIO_CONSOLE_PORT"], address)},
+        "dashboard": {("8050", test_env["DASHBOARD_PORT"], address)},
+    }
+
+
+def test_the_workspace_points_at_the_code_location_service(resolved: dict) -> None:
+    workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
+    [entry] = workspace["load_from"]
+    server = entry["grpc_server"]
+    code = resolved["services"]["dagster-code"]
+    command = code["command"]
+    tool = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert server["host"] == code["hostname"] == "dagster-code"
+    assert str(server["port"]) == command[command.index("-p") + 1]
+    assert server["location_name"] == tool["code_location_name"]
+    assert command[command.index("-m") + 1] == tool["module_name"]
+    for name in ("dagster-webserver", "dagster-daemon"):
+        assert "/opt/dagster/home/workspace.yaml" in resolved["services"][name]["command"]
+
+
+def test_every_image_is_pinned(resolved: dict, test_env: dict[str, str]) -> None:
+    for name, service in resolved["services"].items():
+        image = service["image"]
+        if image == test_env["ETL_IMAGE"]:
+            assert service["build"]["context"] == str(REPO_ROOT), name
+        else:
+            tag = image.rpartition(":")[2]
+            assert tag != "latest" and re.search(r"\d", tag), f"{name}: unpinned image {image}"
+
+
+# --------------------------------------------------------------------------------------------- PostgreSQL
+
+
+def psql(
+    server: sa.URL, script: Path, variables: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``script`` as the server's admin user like the postgres image's entrypoint does (no psqlrc), with
+    only ``env`` as environment and ``variables`` as ``-v name=value``."""
+    exe = shutil.which("psql")
+    if exe is None:
+        unavailable("psql not found (Debian package postgresql-client)")
+    command = [exe, "-X", "-h", server.host, "-p", str(server.port or 5432), "-U", server.username, "-d", "postgres"]
+    for name, value in (variables or {}).items():
+        command += ["-v", f"{name}={value}"]
+    return subprocess.run([*command, "-f", str(script)], capture_output=True, text=True, timeout=60, env=env or {})
+
+
+def psql_ok(
+    server: sa.URL, script: Path, variables: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+) -> None:
+    done = psql(server, script, variables, env)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def warehouse_roles(postgres_server_url: str) -> Iterator[dict[str, str]]:
+    """Unique names and passwords for the init scripts; everything they create is dropped afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "WAREHOUSE_DB_NAME": f"wh_{suffix}", "WAREHOUSE_DB_USER": f"etl_{suffix}",
+        "WAREHOUSE_DB_PASSWORD": f"pw-{uuid.uuid4().hex}",
+        "DAGSTER_PG_DB": f"dg_{suffix}", "DAGSTER_PG_USER": f"dgu_{suffix}",
+        "DAGSTER_PG_PASSWORD": f"pw-{uuid.uuid4().hex}",
+        "DASHBOARD_DB_USER": f"ro_{suffix}", "DASHBOARD_DB_PASSWORD": f"pw-{uuid.uuid4().hex}",
+    }  # fmt: skip
+    yield names
+    admin = sa.create_engine(f"{postgres_server_url}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for database in (names["WAREHOUSE_DB_NAME"], names["DAGSTER_PG_DB"]):
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        for role in (names["DASHBOARD_DB_USER"], names["WAREHOUSE_DB_USER"], names["DAGSTER_PG_USER"]):
+            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+    admin.dispose()
+
+
+def _login(server: sa.URL, user: str, password: str, database: str) -> sa.Engine:
+    return sa.create_engine(server.set(username=user, password=password, database=database), poolclass=sa.NullPool)
+
+
+def test_the_init_scripts_create_the_databases_and_a_read_only_dashboard_role(
+    postgres_server_url: str, warehouse_roles: dict[str, str]
+) -> None:
+    import psycopg2.errors
+
+    server, r = sa.make_url(postgres_server_url), warehouse_roles
+    databases, readonly = PG_INIT / "10-databases.sql", PG_INIT / "20-dashboard-readonly.sql"
+    by_hand = {"warehouse_db": r["WAREHOUSE_DB_NAME"], "owner": r["WAREHOUSE_DB_USER"],
+               "ro_user": r["DASHBOARD_DB_USER"], "ro_password": r["DASHBOARD_DB_PASSWORD"]}  # fmt: skip
+
+    # as the postgres image runs them: values from the environment
+    psql_ok(server, databases, env=r)
+    owner = _login(server, r["WAREHOUSE_DB_USER"], r["WAREHOUSE_DB_PASSWORD"], r["WAREHOUSE_DB_NAME"])
+    with owner.begin() as conn:  # a table that exists before the grant
+        conn.execute(sa.text("CREATE TABLE early (id int PRIMARY KEY); INSERT INTO early VALUES (1), (2)"))
+    # by hand: psql variables; then both again, the other way round (re-running is safe)
+    psql_ok(server, readonly, variables=by_hand)
+    psql_ok(server, readonly, env=r)
+    again = {"warehouse_db": r["WAREHOUSE_DB_NAME"], "etl_user": r["WAREHOUSE_DB_USER"],
+             "etl_password": r["WAREHOUSE_DB_PASSWORD"], "dagster_db": r["DAGSTER_PG_DB"],
+             "dagster_user": r["DAGSTER_PG_USER"], "dagster_password": r["DAGSTER_PG_PASSWORD"]}  # fmt: skip
+    psql_ok(server, databases, variables=again)
+
+    with owner.begin() as conn:  # tables and views created later, as the pipeline does
+        conn.execute(sa.text("CREATE TABLE late (id int PRIMARY KEY, n int); INSERT INTO late VALUES (1, 10), (2, 20)"))
+        conn.execute(sa.text("CREATE VIEW late_total AS SELECT sum(n) AS total FROM late"))
+    dashboard = _login(server, r["DASHBOARD_DB_USER"], r["DASHBOARD_DB_PASSWORD"], r["WAREHOUSE_DB_NAME"])
+    with dashboard.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM early")).scalar_one() == 2
+        assert conn.execute(sa.text("SELECT sum(n) FROM late")).scalar_one() == 30
+        assert conn.execute(sa.text("SELECT total FROM late_total")).scalar_one() == 30
+        assert conn.execute(sa.text("SHOW default_transaction_read_only")).scalar_one() == "on"
+    # Read-only sessions are only the first line: with them switched off, the privileges still refuse.
+    for statement in ("INSERT INTO late VALUES (3, 30)", "UPDATE early SET id = 5", "CREATE TABLE mine (id int)"):
+        with dashboard.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("SET default_transaction_read_only = off"))
+            with pytest.raises(sa.exc.ProgrammingError) as refused:
+                conn.execute(sa.text(statement))
+            assert isinstance(refused.value.orig, psycopg2.errors.InsufficientPrivilege), statement
+    with pytest.raises(sa.exc.OperationalError, match="permission denied for database"):
+        with _login(server, r["DASHBOARD_DB_USER"], r["DASHBOARD_DB_PASSWORD"], r["DAGSTER_PG_DB"]).connect():
+            pass
+    owner.dispose()
+    dashboard.dispose()
+
+
+def test_the_read_only_script_stops_before_any_change_when_a_value_is_missing(
+    postgres_server_url: str, warehouse_roles: dict[str, str]
+) -> None:
+    server, r = sa.make_url(postgres_server_url), warehouse_roles
+    done = psql(server, PG_INIT / "20-dashboard-readonly.sql",
+                variables={"warehouse_db": r["WAREHOUSE_DB_NAME"], "owner": r["WAREHOUSE_DB_USER"],
+                           "ro_password": r["DASHBOARD_DB_PASSWORD"]})  # fmt: skip
+    assert done.returncode == 3
+    assert "missing: -v ro_user=... or DASHBOARD_DB_USER" in done.stderr
+    assert r["DASHBOARD_DB_PASSWORD"] not in done.stdout + done.stderr
+    admin = sa.create_engine(f"{postgres_server_url}/postgres", poolclass=sa.NullPool)
+    with admin.connect() as conn:
+        roles = conn.execute(sa.text("SELECT count(*) FROM pg_roles WHERE rolname = :r"), {"r": r["DASHBOARD_DB_USER"]})
+        assert roles.scalar_one() == 0
+    admin.dispose()
+
+
+# --------------------------------------------------------------------------------------------- Dagster
+
+
+def test_the_dagster_instance_keeps_everything_in_postgres(postgres_url: str, tmp_path: Path, monkeypatch) -> None:
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+    config = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    assert config["local_artifact_storage"]["config"]["base_dir"] == "/opt/dagster/storage"
+    config["local_artifact_storage"]["config"]["base_dir"] = str(tmp_path / "storage")  # not /opt on this host
+    config["compute_logs"]["config"]["base_dir"] = str(tmp_path / "storage" / "compute_logs")
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    db = sa.make_url(postgres_url)
+    for name, value in {"DAGSTER_PG_HOST": db.host, "DAGSTER_PG_PORT": str(db.port or 5432),
+                        "DAGSTER_PG_DB": db.database, "DAGSTER_PG_USER": db.username,
+                        "DAGSTER_PG_PASSWORD": db.password or ""}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path)))
+    try:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == 2
+        assert [(limit["key"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [("dagster/backfill", 1)]
+        assert not instance.telemetry_enabled
+        assert instance.get_runs_count() == 0
+    finally:
+        instance.dispose()
+    engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
+    assert {"runs", "event_logs", "jobs"} <= set(sa.inspect(engine).get_table_names())  # created in *this* database
+    engine.dispose()
+
+
+# --------------------------------------------------------------------------------------------- image
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    logical, current = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip("\\").strip() + " "
+        if not line.endswith("\\"):
+            logical.append(current.strip())
+            current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+
+
+def dockerignore_excludes(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves ``path`` out of the build context: the last matching pattern decides, and a
+    pattern matching a parent directory matches everything below it."""
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = pattern.lstrip("!").strip("/")
+        regex = re.escape(body).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        parts = path.split("/")
+        if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            excluded = not negated
+    return excluded
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies_and_no_secrets() -> None:
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    sources = [src for kind, args in dockerfile_instructions() if kind == "COPY" for src in args.split()[:-1]]
+    assert {"pyproject.toml", "README.md", "etl_pipeline", "dashboard", "deploy/s3a_jars.py"} <= set(sources)
+    for source in sources:
+        files = [source] if not (REPO_ROOT / source).is_dir() else [
+            str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / source).rglob("*.py") if "__pycache__" not in p.parts
+        ]
+        assert files, f"COPY {source}: nothing to copy"
+        for path in files:
+            assert not dockerignore_excludes(path, patterns), f"{path} is copied but .dockerignore leaves it out"
+    left_out = [".env", ".git/config", ".venv/bin/python", "etl_pipeline_tests/conftest.py",
+                "etl_pipeline/__pycache__/cli.cpython-311.pyc", "deploy/postgres/init/10-databases.sql"]  # fmt: skip
+    for path in left_out:
+        assert dockerignore_excludes(path, patterns), path
+
+
+def test_the_dockerfile_pins_its_base_runs_as_non_root_and_ships_only_sdk_v2() -> None:
+    instructions = dockerfile_instructions()
+    text = DOCKERFILE.read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)\.\d+-slim-\w+$", text, re.M)
+    assert base, "the base image must be pinned to a Python patch release"
+    assert ("ENV", f"SPARK_HOME=/opt/venv/lib/python{base[1]}/site-packages/pyspark") in instructions
+    runs = [args for kind, args in instructions if kind == "RUN"]
+    assert any('python /tmp/s3a_jars.py "$SPARK_HOME/jars"' in run for run in runs)
+    assert any("pip install -c /tmp/build/constraints.txt" in run for run in runs)
+    assert "aws-java-sdk" not in text  # the v1 SDK bundle is never fetched
+    users = [args for kind, args in instructions if kind == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert instructions[-2:] == [("ENTRYPOINT", '["/usr/bin/tini", "--"]'), ("CMD", '["covid-etl", "--help"]')]
+
+
+def _required_distributions(requirements: list[str]) -> dict[str, Requirement]:
+    """Every distribution needed to satisfy ``requirements`` in this environment (transitively, with extras)."""
+    needed: dict[str, Requirement] = {}
+    pending = [Requirement(r) for r in requirements]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in needed and requirement.extras <= needed[name].extras:
+            continue
+        needed.setdefault(name, requirement).extras |= requirement.extras
+        extras = needed[name].extras or {""}
+        for dependency in map(Requirement, metadata.requires(requirement.name) or []):
+            if dependency.marker is None or any(dependency.marker.evaluate({"extra": e}) for e in extras):
+                pending.append(dependency)
+    return needed
+
+
+def test_the_image_pins_every_runtime_package_at_the_tested_version() -> None:
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    image_extras = [
+        line.split("#")[0].strip() for line in (DEPLOY / "requirements-image.txt").read_text().splitlines()
+    ]
+    pins = dict(
+        line.split("==") for line in (DEPLOY / "constraints.txt").read_text().splitlines() if "==" in line
+    )
+    pins = {canonicalize_name(name): version for name, version in pins.items()}
+    needed = _required_distributions(pyproject + [r for r in image_extras if r])
+    assert {"pyspark", "dagster", "dagster-postgres", "pyarrow", "grpcio"} <= set(needed)
+    for name, requirement in needed.items():
+        assert name in pins, f"{name} is not pinned in deploy/constraints.txt (regenerate it, see its header)"
+        assert pins[name] == metadata.version(name), f"{name}: pinned {pins[name]}, tested {metadata.version(name)}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), f"{name} {pins[name]} vs {requirement}"
+
+
+# --------------------------------------------------------------------------------------------- S3A jars
+
+
+HADOOP = "3.5.0"
+SDK_V2 = "2.35.4"
+#: What the hadoop-aws POM below declares for run time: (group path, artifact, version).
+RUNTIME_JARS = [
+    ("org/apache/hadoop", "hadoop-aws", HADOOP),
+    ("software/amazon/awssdk", "bundle", SDK_V2),
+    ("software/amazon/s3/analyticsaccelerator", "analyticsaccelerator-s3", "1.3.1"),
+    ("org/wildfly/openssl", "wildfly-openssl", "2.2.5.Final"),
+]
+
+
+def dependency_xml(group: str, artifact: str, version: str = "", scope: str = "", extra: str = "") -> str:
+    version_xml = f"<version>{version}</version>" if version else ""
+    scope_xml = f"<scope>{scope}</scope>" if scope else ""
+    return (
+        f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
+        f"{version_xml}{scope_xml}{extra}</dependency>"
+    )
+
+
+def pom_xml(
+    artifact: str, parent: str | None = None, *, properties: str = "", managed: str = "", dependencies: str = ""
+) -> str:
+    """The POM of ``org.apache.hadoop:<artifact>:HADOOP``, whose parent (if any) has the same group and version."""
+    parent_xml = (
+        f"<parent><groupId>org.apache.hadoop</groupId><artifactId>{parent}</artifactId><version>{HADOOP}</version>"
+        "</parent>" if parent else "<groupId>org.apache.hadoop</groupId>"
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  {parent_xml}
+  <artifactId>{artifact}</artifactId>
+  <version>{HADOOP}</version>
+  <!-- comments, like the real ones, must be ignored -->
+  <properties>{properties}</properties>
+  <dependencyManagement><dependencies>{managed}</dependencies></dependencyManagement>
+  <dependencies>{dependencies}</dependencies>
+</project>"""
+
+
+#: Shaped like the published POMs: hadoop-aws declares scopes without versions, hadoop-project manages the
+#: versions through properties, one of which refers to a property of the grandparent hadoop-main.
+HADOOP_AWS_POM = pom_xml("hadoop-aws", "hadoop-project", dependencies="".join([
+    dependency_xml("org.apache.hadoop", "hadoop-common", scope="provided"),
+    dependency_xml("org.apache.hadoop", "hadoop-common", scope="test", extra="<type>test-jar</type>"),
+    dependency_xml("org.apache.hadoop.thirdparty", "hadoop-shaded-guava", "1.5.0"),  # in pyspark's client jars
+    dependency_xml("com.amazonaws", "aws-java-sdk-core", scope="provided"),
+    dependency_xml("software.amazon.awssdk", "bundle", scope="compile"),
+    dependency_xml("software.amazon.encryption.s3", "amazon-s3-encryption-client-java", scope="provided"),
+    dependency_xml("software.amazon.s3.analyticsaccelerator", "analyticsaccelerator-s3"),
+    dependency_xml("org.wildfly.openssl", "wildfly-openssl", scope="runtime"),
+    dependency_xml("software.amazon.awssdk.crt", "aws-crt", scope="test"),
+    dependency_xml("org.example", "optional-thing", "1.0", extra="<optional>true</optional>"),
+    dependency_xml("junit", "junit", scope="test"),
+]))  # fmt: skip
+HADOOP_PROJECT_MANAGED = "".join([
+    dependency_xml("software.amazon.awssdk", "bundle", "${aws-java-sdk-v2.version}"),
+    dependency_xml("com.amazonaws", "aws-java-sdk-core", "${aws-java-sdk.version}"),
+    dependency_xml("software.amazon.s3.analyticsaccelerator", "analyticsaccelerator-s3",
+                   "${amazon-s3-analyticsaccelerator-s3.version}"),
+    dependency_xml("org.wildfly.openssl", "wildfly-openssl", "${openssl-wildfly.version}"),
+    dependency_xml("org.apache.hadoop", "hadoop-common", "${project.version}"),
+])  # fmt: skip
+HADOOP_PROJECT_PROPERTIES = (
+    f"<aws-java-sdk-v2.version>{SDK_V2}</aws-java-sdk-v2.version>"
+    "<aws-java-sdk.version>1.12.720</aws-java-sdk.version>"
+    "<amazon-s3-analyticsaccelerator-s3.version>1.3.1</amazon-s3-analyticsaccelerator-s3.version>"
+    "<openssl-wildfly.version>${wildfly.base}.Final</openssl-wildfly.version>"
+)
+
+
+class MavenRepo:
+    """A directory served over HTTP on 127.0.0.1, laid out like Maven Central."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/maven2"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def put(self, path: str, content: str | bytes) -> None:
+        target = self.root / "maven2" / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content.encode() if isinstance(content, str) else content)
+
+    def put_pom(self, artifact: str, xml: str) -> None:
+        self.put(f"org/apache/hadoop/{artifact}/{HADOOP}/{artifact}-{HADOOP}.pom", xml)
+
+    def put_jar(self, group_path: str, artifact: str, version: str) -> bytes:
+        """Publish a jar (unique content) with its ``.sha1`` in Maven's ``<hex>  <file name>`` form."""
+        content = f"jar {artifact} {version} {uuid.uuid4().hex}".encode()
+        path = f"{group_path}/{artifact}/{version}/{artifact}-{version}.jar"
+        self.put(path, content)
+        self.put(f"{path}.sha1", f"{hashlib.sha1(content).hexdigest()}  {artifact}-{version}.jar\n")
+        return content
+
+
+@pytest.fixture
+def maven(tmp_path: Path) -> Iterator[MavenRepo]:
+    repo = MavenRepo(tmp_path / "repo")
+    repo.put_pom("hadoop-aws", HADOOP_AWS_POM)
+    repo.put_pom("hadoop-project", pom_xml("hadoop-project", "hadoop-main", properties=HADOOP_PROJECT_PROPERTIES,
+                                           managed=HADOOP_PROJECT_MANAGED))  # fmt: skip
+    repo.put_pom("hadoop-main", pom_xml("hadoop-main", properties="<wildfly.base>2.2.5</wildfly.base>"))
+    yield repo
+    repo.server.shutdown()
+    repo.server.server_close()
+
+
+@pytest.fixture
+def spark_jars(tmp_path: Path) -> Path:
+    """A stand-in for $SPARK_HOME/jars: pyspark's jar names (their content is not read)."""
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / f"hadoop-client-api-{HADOOP}.jar").touch()
+    (jars / "spark-core_2.13-4.3.0.jar").touch()
+    return jars
+
+
+def run_s3a_jars(jars: Path, repo_url: str) -> subprocess.CompletedProcess:
+    """The Dockerfile's step: ``python deploy/s3a_jars.py $SPARK_HOME/jars --repo URL``."""
+    command = [sys.executable, str(S3A_JARS_SCRIPT), str(jars), "--repo", repo_url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def added_jars(jars: Path) -> dict[str, bytes]:
+    """Files the script left in ``jars`` besides pyspark's own (hidden ones included)."""
+    pyspark_own = {p.name for p in jars.iterdir() if p.name.startswith(("hadoop-client-api-", "spark-core"))}
+    return {p.name: p.read_bytes() for p in jars.iterdir() if p.name not in pyspark_own}
+
+
+def test_the_hadoop_version_is_the_one_pyspark_bundles() -> None:
+    sys.path.insert(0, str(DEPLOY))
+    try:
+        from s3a_jars import bundled_hadoop_version
+    finally:
+        sys.path.remove(str(DEPLOY))
+    [client_api] = PYSPARK_JARS.glob("hadoop-client-api-*.jar")
+    with zipfile.ZipFile(client_api) as jar:  # what the Hadoop classes themselves report as their version
+        info = jar.read("common-version-info.properties").decode()
+    assert bundled_hadoop_version(PYSPARK_JARS) == re.search(r"^version=(.+)$", info, re.M)[1].strip()
+
+
+def test_the_jars_are_hadoop_aws_and_the_sdk_v2_it_declares_each_sha1_verified(
+    maven: MavenRepo, spark_jars: Path
+) -> None:
+    served = {f"{artifact}-{version}.jar": maven.put_jar(g, artifact, version) for g, artifact, version in RUNTIME_JARS}
+    maven.put_jar("com/amazonaws", "aws-java-sdk-bundle", "1.12.720")  # published too, as on Maven Central
+    done = run_s3a_jars(spark_jars, maven.url)
+    assert done.returncode == 0, done.stderr
+    assert added_jars(spark_jars) == served
+    assert sorted(served) == ["analyticsaccelerator-s3-1.3.1.jar", f"bundle-{SDK_V2}.jar",
+                              f"hadoop-aws-{HADOOP}.jar", "wildfly-openssl-2.2.5.Final.jar"]  # fmt: skip
+
+
+def test_a_jar_that_fails_its_sha1_is_not_installed(maven: MavenRepo, spark_jars: Path) -> None:
+    for coordinates in RUNTIME_JARS:
+        maven.put_jar(*coordinates)
+    maven.put(f"software/amazon/awssdk/bundle/{SDK_V2}/bundle-{SDK_V2}.jar", b"tampered")
+    done = run_s3a_jars(spark_jars, maven.url)
+    assert done.returncode == 1
+    assert f"bundle-{SDK_V2}.jar: sha1 {hashlib.sha1(b'tampered').hexdigest()} does not match" in done.stderr
+    assert not [name for name in added_jars(spark_jars) if name.startswith(("bundle", "."))]  # no partial file
+
+
+def test_a_hadoop_aws_that_needs_the_v1_sdk_is_refused(maven: MavenRepo, spark_jars: Path) -> None:
+    maven.put_pom("hadoop-aws", pom_xml("hadoop-aws", "hadoop-project", dependencies="".join([
+        dependency_xml("com.amazonaws", "aws-java-sdk-bundle", "1.12.367"),
+        dependency_xml("software.amazon.awssdk", "bundle"),
+    ])))  # fmt: skip
+    for coordinates in RUNTIME_JARS:
+        maven.put_jar(*coordinates)
+    done = run_s3a_jars(spark_jars, maven.url)
+    assert done.returncode == 1
+    assert "needs the AWS SDK v1 (com.amazonaws:aws-java-sdk-bundle:1.12.367)" in done.stderr
+    assert added_jars(spark_jars) == {}
+
+
+def test_unknown_versions_and_missing_poms_fail_with_a_clear_message(maven: MavenRepo, spark_jars: Path) -> None:
+    maven.put_pom("hadoop-project", pom_xml("hadoop-project", "hadoop-main", managed=HADOOP_PROJECT_MANAGED))
+    done = run_s3a_jars(spark_jars, maven.url)
+    assert done.returncode == 1
+    assert "undefined POM properties ['aws-java-sdk-v2.version']" in done.stderr
+
+    (spark_jars / f"hadoop-client-api-{HADOOP}.jar").rename(spark_jars / "hadoop-client-api-9.9.9.jar")
+    done = run_s3a_jars(spark_jars, maven.url)
+    assert done.returncode == 1
+    assert f"{maven.url}/org/apache/hadoop/hadoop-aws/9.9.9/hadoop-aws-9.9.9.pom: HTTP Error 404" in done.stderr
+
+
+# --------------------------------------------------------------------------------------------- Spark
+
+
+def hadoop_default_credential_providers() -> set[str]:
+    """The credential provider classes Hadoop's own core-default.xml (in pyspark's client jar) lists."""
+    [client_api] = PYSPARK_JARS.glob("hadoop-client-api-*.jar")
+    with zipfile.ZipFile(client_api) as jar:
+        xml = jar.read("core-default.xml").decode()
+    value = re.search(r"<name>fs\.s3a\.aws\.credentials\.provider</name>\s*<value>(.*?)</value>", xml, re.S)[1]
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def test_spark_defaults_configure_s3a_without_credentials() -> None:
+    path = REPO_ROOT / "spark-defaults.conf"
+    assert resolve_conf_file(None, {}) == path  # the session provider's default in a checkout
+    conf = parse_spark_defaults(path.read_text())
+    assert not [key for key in conf if re.search(r"(?i)access\.key|secret|password|token|session\.token", key)]
+    assert not [key for key, value in conf.items() if "://" in value], "the endpoint comes from S3_ENDPOINT_URL"
+    providers = conf["spark.hadoop.fs.s3a.aws.credentials.provider"].split(",")
+    assert "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider" in providers
+    assert set(providers) <= hadoop_default_credential_providers()  # names this Hadoop release accepts
+    assert not any(p.startswith("com.amazonaws.") for p in providers)  # no SDK v1 class
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.endpoint.region"]
+    assert conf["spark.sql.execution.arrow.pyspark.enabled"] == "true"
+    assert conf["spark.sql.adaptive.enabled"] == "true"
+    assert 1 <= int(conf["spark.sql.shuffle.partitions"]) <= 16
+    # every line is a setting or a comment: nothing the parser would silently take as a key
+    for line in path.read_text().splitlines():
+        assert not line.strip() or line.startswith("#") or re.match(r"^spark\.\S+\s+\S", line), line

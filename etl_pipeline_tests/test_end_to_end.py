@@ -1,0 +1,144 @@
+"""``covid-etl run`` end to end in embedded mode (SQLite source, lake directory) under a temporary ETL_HOME.
+
+Only the source and bronze layers are asserted here; whatever else the job holds must simply succeed. The
+tests share one ETL_HOME and run in file order: the first run seeds, the second must not, and a run over
+another snapshot must reseed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from etl_pipeline.cli import main
+from etl_pipeline.transforms.source_schema import SOURCE_TABLES
+from etl_pipeline_tests.conftest import free_port
+from etl_pipeline_tests.resources.test_mysql_io_manager import EXPECTED_ROWS, arrow_frame
+from etl_pipeline_tests.test_seed import write_dataset
+from etl_pipeline_tests.transforms.test_source_validation import csv_frame, read_rows, sorted_by_key, write_rows
+
+#: Variables that would point the run away from ETL_HOME's embedded defaults.
+DEPLOYMENT_VARIABLES = ("SOURCE_DB_URL", "WAREHOUSE_DB_URL", "LAKE_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                        "AWS_SECRET_ACCESS_KEY", "SPARK_MASTER", "COVID_DATA_DIR")
+SNAPSHOT_END = "2020-03-31"
+
+
+@dataclass
+class Run:
+    status: int
+    out: str
+    err: str
+
+    def assert_success(self) -> None:
+        assert self.status == 0, f"covid-etl run failed:\n{self.out}\n{self.err}"
+
+    def layer(self, name: str) -> list[str]:
+        """The summary line of a layer: name, assets, rows, checks ok, warned, failed, seconds."""
+        [line] = [line.split() for line in self.out.splitlines() if line.startswith(f"{name} ")]
+        return line
+
+
+class Home:
+    """One ETL_HOME and the environment of the runs made in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, data_dir: Path) -> Run:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(["run", "--data-dir", str(data_dir)])
+        return Run(status, out.getvalue(), err.getvalue())
+
+    def source_rows(self) -> dict[str, int]:
+        with contextlib.closing(sqlite3.connect(self.root / "source.db")) as db:
+            return {name: db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0] for name in SOURCE_TABLES}
+
+    def bronze(self, table: str) -> pd.DataFrame:
+        return arrow_frame(pq.read_table(self.root / "lake" / "bronze" / "medical" / f"{table}.pq"))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    root = tmp_path_factory.mktemp("etl_home")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ETL_HOME", str(root))
+        for name in DEPLOYMENT_VARIABLES:
+            env.delenv(name, raising=False)
+        env.setenv("COVID_DATA_BASE_URL", f"http://127.0.0.1:{free_port()}")  # never download from the internet
+        env.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+        yield Home(root)
+
+
+@pytest.fixture(scope="module")
+def first_run(home: Home, data_dir: Path) -> Run:
+    return home.run(data_dir)
+
+
+@pytest.fixture(scope="module")
+def snapshot(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another snapshot: the daily files cut at SNAPSHOT_END, every third country of the per-country files."""
+    files = {}
+    for name, table in SOURCE_TABLES.items():
+        header, *rows = read_rows((data_dir / table.file_name).read_bytes())
+        if "Date" in header:
+            rows = [row for row in rows if row[header.index("Date")] <= SNAPSHOT_END]
+        else:
+            rows = rows[::3]
+        files[name] = write_rows([header, *rows])
+    return write_dataset(tmp_path_factory.mktemp("snapshot"), files)
+
+
+def assert_bronze_holds_every_row(home: Home, data_dir: Path) -> None:
+    for name, table in SOURCE_TABLES.items():
+        expected = sorted_by_key(name, csv_frame(name, data_dir / table.file_name))
+        pd.testing.assert_frame_equal(sorted_by_key(name, home.bronze(name)), expected)
+
+
+def test_the_first_run_seeds_the_source_and_extracts_every_row_to_bronze(first_run: Run, home: Home) -> None:
+    first_run.assert_success()
+    assert "seeded the source database: " + ", ".join(f"{t} {n:,}" for t, n in EXPECTED_ROWS.items()) in first_run.out
+    assert home.source_rows() == EXPECTED_ROWS
+    assert {name: len(home.bronze(name)) for name in SOURCE_TABLES} == EXPECTED_ROWS
+    assert first_run.layer("bronze")[1:3] == ["4", f"{sum(EXPECTED_ROWS.values()):,}"]
+
+
+def test_bronze_holds_the_values_of_the_files(first_run: Run, home: Home, data_dir: Path) -> None:
+    first_run.assert_success()
+    assert_bronze_holds_every_row(home, data_dir)
+
+
+def test_a_second_run_over_the_same_files_does_not_reseed(first_run: Run, home: Home, data_dir: Path) -> None:
+    first_run.assert_success()
+    second = home.run(data_dir)
+    second.assert_success()
+    assert "source database already seeded from these files; not reloaded" in second.out
+    assert "seeded the source database:" not in second.out
+    assert home.source_rows() == EXPECTED_ROWS
+    assert second.layer("bronze")[1:3] == ["4", f"{sum(EXPECTED_ROWS.values()):,}"]
+
+
+def test_a_run_over_another_snapshot_reseeds_and_bronze_holds_exactly_its_rows(
+    first_run: Run, home: Home, snapshot: Path
+) -> None:
+    first_run.assert_success()
+    expected_rows = {name: len(pd.read_csv(snapshot / t.file_name)) for name, t in SOURCE_TABLES.items()}
+    assert all(expected_rows[name] < EXPECTED_ROWS[name] for name in SOURCE_TABLES)
+
+    run = home.run(snapshot)
+
+    run.assert_success()
+    assert "seeded the source database: " + ", ".join(f"{t} {n:,}" for t, n in expected_rows.items()) in run.out
+    assert home.source_rows() == expected_rows
+    assert_bronze_holds_every_row(home, snapshot)
+    assert {name: (snapshot / t.file_name).exists() for name, t in SOURCE_TABLES.items()} == dict.fromkeys(
+        SOURCE_TABLES, True
+    )  # the run used the snapshot as given: it did not replace it by the published files

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from etl_pipeline.transforms.countries import REFERENCE_SCHEMA
+from etl_pipeline.transforms.quality import (
+    continent_disagreements,
+    cumulative_decreases,
+    duplicate_keys,
+    negative_values,
+    null_keys,
+    reconcile_country_totals,
+    reconcile_daily_with_positions,
+    reconcile_overall,
+    summarize,
+    summarize_by,
+    worldometer_only,
+)
+
+D1, D2, D3 = dt.date(2020, 7, 25), dt.date(2020, 7, 26), dt.date(2020, 7, 27)
+COUNTS = "confirmed bigint, deaths bigint, recovered bigint, active bigint"
+TIME_SERIES_COUNTS = ["Confirmed", "Deaths", "Recovered", "Active", "New cases", "New deaths", "New recovered"]
+
+
+@pytest.fixture(scope="module")
+def keyed(spark):
+    return spark.createDataFrame(
+        [("a", "x", 1), ("a", "x", 2), ("b", "x", 1), ("b", None, 1), (None, "y", 3)],
+        "k1 string, k2 string, v bigint",
+    )
+
+
+def test_duplicate_keys_counts_rows_per_repeated_key(keyed, rows):
+    assert rows(duplicate_keys(keyed, ["k1", "k2"])) == [("a", "x", 2)]
+    assert rows(duplicate_keys(keyed, ["k2"])) == [("x", 3)]
+
+
+def test_null_keys_returns_rows_with_a_null_key_column(keyed, rows):
+    assert rows(null_keys(keyed, ["k1", "k2"])) == [(None, "y", 3), ("b", None, 1)]
+    assert rows(null_keys(keyed, ["k1"])) == [(None, "y", 3)]
+
+
+def test_reconcile_country_totals_compares_each_country_on_its_last_date(spark, rows):
+    daily = spark.createDataFrame(
+        [(D1, "A", 1, 0, 0, 1), (D2, "A", 5, 1, 1, 3), (D2, "B", 7, 1, 2, 4)],
+        f"date date, country_region string, {COUNTS}",
+    )
+    country_wise = spark.createDataFrame(
+        [("A", 5, 1, 1, 3), ("B", 7, 2, 2, 3), ("C", 1, 0, 0, 1)], f"country_region string, {COUNTS}"
+    )
+    mismatches = reconcile_country_totals(daily, country_wise)
+    assert mismatches.columns == [
+        "country_region",
+        "gold_confirmed", "source_confirmed", "gold_deaths", "source_deaths",
+        "gold_recovered", "source_recovered", "gold_active", "source_active",
+    ]  # fmt: skip
+    assert rows(mismatches) == [
+        ("B", 7, 7, 1, 2, 2, 2, 4, 3),
+        ("C", None, 1, None, 0, None, 0, None, 1),
+    ]
+
+
+def test_reconcile_daily_with_positions_compares_province_sums(spark, rows):
+    time_series = spark.createDataFrame(
+        [(D1, "A", 3, 0, 1, 2), (D1, "B", 2, 0, 0, 2), (D2, "A", 9, 0, 1, 8)],
+        f"date date, country_region string, {COUNTS}",
+    )
+    positions = spark.createDataFrame(
+        [
+            (D1, "A", "p", 1, 0, 1, 0), (D1, "A", "q", 2, 0, 0, 2),
+            (D1, "B", "", 2, 0, 0, 2),
+            (D2, "A", "p", 4, 0, 1, 3), (D2, "A", "q", 4, 0, 0, 4),
+        ],
+        f"date date, country_region string, province_state string, {COUNTS}",
+    )  # fmt: skip
+    mismatches = reconcile_daily_with_positions(time_series, positions)
+    assert mismatches.columns[:4] == ["date", "country_region", "time_series_confirmed", "positions_confirmed"]
+    assert rows(mismatches) == [(D2, "A", 9, 8, 0, 0, 1, 1, 8, 7)]
+
+
+def test_reconcile_overall_one_row_per_measure(spark, rows):
+    continents = spark.createDataFrame(
+        [("Asia", 10, 1, 5, 4), ("Unknown", 3, 0, 0, 3)],
+        "continent string, total_confirmed bigint, total_deaths bigint, total_recovered bigint, total_active bigint",
+    )
+    country_wise = spark.createDataFrame([("A", 10, 1, 5, 4), ("B", 4, 0, 0, 4)], f"country_region string, {COUNTS}")
+    overall = reconcile_overall(continents, country_wise)
+    assert overall.columns == ["measure", "gold_total", "source_total", "difference"]
+    assert rows(overall) == [
+        ("active", 7, 8, -1),
+        ("confirmed", 13, 14, -1),
+        ("deaths", 1, 1, 0),
+        ("recovered", 5, 5, 0),
+    ]
+    assert rows(reconcile_overall(continents.limit(0), country_wise.limit(0))) == [
+        ("active", 0, 0, 0), ("confirmed", 0, 0, 0), ("deaths", 0, 0, 0), ("recovered", 0, 0, 0),
+    ]  # fmt: skip
+
+
+def test_cumulative_decreases_compares_with_the_previous_row_of_each_partition(spark, rows):
+    series = spark.createDataFrame(
+        [
+            ("A", "p", D1, 5), ("A", "p", D2, 4), ("A", "p", D3, 6),
+            ("A", "q", D1, 1), ("A", "q", D3, 0),
+            ("B", "p", D2, 9),
+        ],
+        "country_region string, province_state string, date date, confirmed bigint",
+    )
+    decreases = cumulative_decreases(series, ["country_region", "province_state"], "date", "confirmed")
+    assert decreases.columns == ["country_region", "province_state", "date", "previous_value", "confirmed"]
+    assert rows(decreases) == [("A", "p", D2, 5, 4), ("A", "q", D3, 1, 0)]
+
+
+def test_negative_values_lists_a_row_once_per_negative_column(spark, rows):
+    frame = spark.createDataFrame(
+        [("A", 1, -2, 3), ("B", -1, -1, 0), ("C", 0, 0, None)], "country_region string, x bigint, y bigint, z bigint"
+    )
+    assert rows(negative_values(frame, ["x", "y", "z"])) == [
+        ("A", 1, -2, 3, "y"), ("B", -1, -1, 0, "x"), ("B", -1, -1, 0, "y"),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def worldometer_conformed(spark):
+    return spark.createDataFrame(
+        [
+            ("US", "USA", "North America", 331, 5),
+            ("Cyprus", "Cyprus", "Europe", 1, 1),
+            ("Kosovo", "Kosovo", None, 2, 2),
+            (None, "Aruba", "North America", 106, 3),
+            (None, "Diamond Princess", None, None, 712),
+        ],
+        "country_region string, worldometer_name string, continent string, population bigint, total_cases bigint",
+    )
+
+
+def test_worldometer_only_lists_rows_that_are_no_jhu_country(worldometer_conformed, rows):
+    assert rows(worldometer_only(worldometer_conformed)) == [
+        ("Aruba", "North America", 106, 3),
+        ("Diamond Princess", None, None, 712),
+    ]
+
+
+def test_continent_disagreements_compare_worldometer_with_the_reference(spark, worldometer_conformed, rows):
+    reference = spark.createDataFrame(
+        [("US", "USA", "North America"), ("Cyprus", "Cyprus", "Asia"), ("Kosovo", None, "Europe")], REFERENCE_SCHEMA
+    )
+    assert rows(continent_disagreements(worldometer_conformed, reference)) == [("Cyprus", "Cyprus", "Europe", "Asia")]
+
+
+def test_summaries_give_counts_and_json_ready_examples(spark):
+    frame = spark.createDataFrame(
+        [(D1, "A", "x"), (D2, "B", "x"), (D3, "C", "x"), (D1, "D", "y")], "date date, name string, kind string"
+    )
+    assert summarize(frame, order_by=["name"], examples=2) == {
+        "count": 4,
+        "examples": [
+            {"date": "2020-07-25", "name": "A", "kind": "x"},
+            {"date": "2020-07-26", "name": "B", "kind": "x"},
+        ],
+    }
+    assert summarize_by(frame, "kind", order_by=["name"], examples=2) == {
+        "x": {
+            "count": 3,
+            "examples": [
+                {"date": "2020-07-25", "name": "A", "kind": "x"},
+                {"date": "2020-07-26", "name": "B", "kind": "x"},
+            ],
+        },
+        "y": {"count": 1, "examples": [{"date": "2020-07-25", "name": "D", "kind": "y"}]},
+    }
+
+
+def test_shared_data_findings_are_those_the_source_documents(shared, raw):
+    time_series = raw["covid19_time_series"].sort_values(["Country/Region", "Date"])
+    decreased = time_series["Confirmed"].diff().lt(0) & time_series["Country/Region"].eq(
+        time_series["Country/Region"].shift()
+    )
+    expected_decreases = set(time_series.loc[decreased, ["Country/Region", "Date"]].itertuples(index=False, name=None))
+    assert len(expected_decreases) == 33
+
+    decreases = cumulative_decreases(shared.time_series, ["country_region"], "date", "confirmed").toPandas()
+    assert {(r.country_region, r.date.isoformat()) for r in decreases.itertuples()} == expected_decreases
+
+    columns = [c.lower().replace(" ", "_") for c in TIME_SERIES_COUNTS]
+    negatives = summarize_by(negative_values(shared.time_series, columns), "negative_column")
+    expected = {c: int(n) for c, n in zip(columns, (raw["covid19_time_series"][TIME_SERIES_COUNTS] < 0).sum()) if n}
+    assert {c: f["count"] for c, f in negatives.items()} == expected
+    assert expected == {"new_deaths": 38, "new_recovered": 77, "active": 2}
+    assert all(example["active"] < 0 for example in negatives["active"]["examples"])
+    assert len(negatives["new_recovered"]["examples"]) == 5
+
+
+def test_shared_data_reconciles_with_the_source(shared, raw):
+    assert reconcile_country_totals(shared.daily, shared.country_wise).count() == 0
+    assert reconcile_daily_with_positions(shared.time_series, shared.positions).count() == 0
+    overall = {
+        r.measure: (r.gold_total, r.source_total)
+        for r in reconcile_overall(shared.continents, shared.country_wise).collect()
+    }
+    country_wise = raw["covid19_country_wise"]
+    assert overall == {m.lower(): (country_wise[m].sum(),) * 2 for m in ["Confirmed", "Deaths", "Recovered", "Active"]}
+    assert overall["confirmed"] == (16_480_485, 16_480_485)
+
+
+def test_shared_data_worldometer_only_rows_and_continents(shared, raw, renamed):
+    worldometer_names = {n.strip() for n in raw["covid19_worldometer"]["Country/Region"]}
+    jhu = set(raw["covid19_time_series"]["Country/Region"])
+    expected = worldometer_names - jhu - {n.strip() for n in renamed.values()}
+    assert {"Diamond Princess", "Aruba", "Hong Kong", "Réunion"} <= expected
+    assert len(expected) == 24
+
+    names = worldometer_only(shared.worldometer).toPandas()["worldometer_name"]
+    assert sorted(names) == sorted(expected)
+    assert continent_disagreements(shared.worldometer, shared.reference).count() == 0
