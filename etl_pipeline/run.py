@@ -12,6 +12,7 @@ import dagster as dg
 
 from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
 from etl_pipeline.fetch import default_base_url, fetch_data, missing_or_invalid
+from etl_pipeline.run_lock import exclusive_run
 from etl_pipeline.seed import needs_seed, seed_source
 from etl_pipeline.settings import Settings
 
@@ -63,13 +64,14 @@ def ensure_data(data_dir: Path) -> None:
 def run_pipeline(settings: Settings, data_dir: Path | None = None, *, instance: dg.DagsterInstance | None = None) -> RunSummary:
     started = time.perf_counter()
     data_dir = data_dir or settings.covid_data_dir
-    ensure_data(data_dir)
-    seeded = seed_source(settings.source_db_url, data_dir) if needs_seed(settings.source_db_url, data_dir) else None
-
-    job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
-    with (dg.DagsterInstance.ephemeral() if instance is None else contextlib.nullcontext(instance)) as inst:
-        result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=QUIET)
-        summary = summarize(result, inst, seeded)
+    with exclusive_run(settings.etl_home):
+        ensure_data(data_dir)
+        needed = needs_seed(settings.source_db_url, data_dir)
+        seeded = seed_source(settings.source_db_url, data_dir) if needed else None
+        job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
+        with (dg.DagsterInstance.ephemeral() if instance is None else contextlib.nullcontext(instance)) as inst:
+            result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=QUIET)
+            summary = summarize(result, inst, seeded)
     summary.wall_seconds = time.perf_counter() - started
     return summary
 

@@ -189,3 +189,34 @@ def s3(s3_server: MotoS3) -> MotoS3:
     """The S3 server, emptied before the test."""
     s3_server.reset()
     return s3_server
+
+
+# -- whole-pipeline runs ------------------------------------------------------------------------------------
+
+#: Variables that would point a run away from ETL_HOME's embedded defaults.
+DEPLOYMENT_VARIABLES = ("SOURCE_DB_URL", "WAREHOUSE_DB_URL", "LAKE_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                        "AWS_SECRET_ACCESS_KEY", "SPARK_MASTER", "COVID_DATA_DIR", "ALERT_WEBHOOK_URL")
+
+
+def embedded_env(etl_home: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a ``covid-etl`` subprocess: embedded defaults under ``etl_home`` plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_VARIABLES}
+    env.update(ETL_HOME=str(etl_home), SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
+               COVID_DATA_BASE_URL=f"http://127.0.0.1:{free_port()}")  # never download from the internet
+    env.update(overrides)
+    return env
+
+
+def covid_etl(*args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``covid-etl`` in a child process (its own Spark session, its own Dagster instance)."""
+    return subprocess.run([sys.executable, "-m", "etl_pipeline.cli", *args], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def embedded_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
+    """One complete embedded run over the shared data, shared by the tests that only read its results."""
+    home = tmp_path_factory.mktemp("embedded_run")
+    result = covid_etl("run", "--data-dir", str(data_dir), env=embedded_env(home))
+    assert result.returncode == 0, f"covid-etl run failed:\n{result.stdout}\n{result.stderr}"
+    return home, result

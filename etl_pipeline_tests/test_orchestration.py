@@ -1,0 +1,67 @@
+"""What a user sees in the Dagster UI: one job over the graph, the daily schedule, the failure sensor,
+lineage grouped by layer with descriptions and kinds, and the asset checks."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from etl_pipeline.definitions import ALL_ASSETS_JOB, defs
+
+LAYERS = {"source", "bronze", "silver", "gold", "warehouse"}
+
+
+def test_one_job_materializes_every_executable_asset_with_its_checks():
+    job = defs.resolve_job_def(ALL_ASSETS_JOB)
+    graph = defs.resolve_asset_graph()
+    executable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
+    assert set(job.asset_layer.executable_asset_keys) == executable
+    assert len(executable) == 4 + 5 + 6 + 6  # bronze, silver, gold, warehouse; the source tables are external
+    assert set(job.asset_layer.asset_graph.asset_check_keys) == set(graph.asset_check_keys)
+
+
+def test_daily_schedule_runs_the_job_at_one_utc():
+    schedule = defs.resolve_schedule_def("daily_refresh")
+    assert schedule.job_name == ALL_ASSETS_JOB
+    assert schedule.cron_schedule == "0 1 * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_run_failure_sensor_is_registered():
+    sensor = defs.resolve_sensor_def("alert_on_run_failure")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_lineage_is_grouped_by_layer_with_descriptions_and_kinds():
+    graph = defs.resolve_asset_graph()
+    expected_kinds = {"source": {"mysql"}, "bronze": {"mysql", "parquet"}, "silver": {"pyspark", "parquet"},
+                      "gold": {"pyspark", "parquet"}, "warehouse": {"postgres"}}
+    groups = set()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        layer = key.path[0]
+        groups.add(node.group_name)
+        assert node.group_name == layer, key
+        assert key.path[1] == "medical", key
+        assert node.description, key
+        assert set(node.kinds) == expected_kinds[layer], key
+    assert groups == LAYERS
+
+
+def test_asset_checks_cover_keys_reconciliation_and_data_quality():
+    names = {(k.asset_key.path[0], k.asset_key.path[-1], k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    for table in ("covid19_daily_stats", "covid19_continent_stats", "dim_country", "dim_date", "fact_daily_cases",
+                  "fact_location_daily"):
+        assert {("gold", table, "keys_unique"), ("gold", table, "keys_not_null")} <= names
+    assert {
+        ("silver", "covid19_countries", "every_country_mapped"),
+        ("gold", "covid19_daily_stats", "reconciles_with_country_wise"),
+        ("gold", "covid19_daily_stats", "provinces_sum_to_country"),
+        ("gold", "covid19_daily_stats", "cumulative_counts_never_decrease"),
+        ("gold", "covid19_daily_stats", "no_negative_values"),
+        ("gold", "covid19_continent_stats", "totals_equal_source"),
+    } <= names
+
+
+def test_steps_share_one_process_so_spark_steps_share_one_session():
+    assert defs.resolve_job_def(ALL_ASSETS_JOB).executor_def.name == dg.in_process_executor.name
