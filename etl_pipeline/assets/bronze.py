@@ -7,7 +7,7 @@ come, so no step holds a whole table in memory.
 import dagster as dg
 import pyarrow as pa
 
-from etl_pipeline.assets.retries import NETWORK_RETRY
+from etl_pipeline.retries import NETWORK_RETRY
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow as pa
 
-from etl_pipeline.assets.retries import NETWORK_RETRY
+from etl_pipeline.retries import NETWORK_RETRY
 from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
 
 

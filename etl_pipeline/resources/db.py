@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from etl_pipeline.settings import redact
 
 #: Seconds to wait for a server before giving up (a run must fail fast, not hang).
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 5
 
 
 class DatabaseUnavailableError(RuntimeError):

@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from etl_pipeline.resources.lake_paths import lake_path, split_s3_url
+from etl_pipeline.retries import retry_only_transient
 
 PREVIEW_ROWS = 5
 READ_BATCH_ROWS = 100_000
@@ -79,7 +80,8 @@ class MinIOIOManager(dg.ConfigurableIOManager):
     # -- writing ------------------------------------------------------------------------------------
     def handle_output(self, context: dg.OutputContext, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> None:
         path = self.location(list(context.asset_key.path))
-        rows, schema, preview = self.write(path, obj)
+        with retry_only_transient(f"writing {context.asset_key.to_user_string()} to the lake"):
+            rows, schema, preview = self.write(path, obj)
         context.add_output_metadata(parquet_metadata(rows, schema, preview, lake_path(self.lake_url, context.asset_key.path)))
 
     def write(self, path: str, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> tuple[int, pa.Schema, pa.Table]:
@@ -118,7 +120,8 @@ class MinIOIOManager(dg.ConfigurableIOManager):
 
     # -- reading ------------------------------------------------------------------------------------
     def load_input(self, context: dg.InputContext) -> pa.RecordBatchReader:
-        return self.read(self.location(list(context.asset_key.path)))
+        with retry_only_transient(f"reading {context.asset_key.to_user_string()} from the lake"):
+            return self.read(self.location(list(context.asset_key.path)))
 
     def read(self, path: str) -> pa.RecordBatchReader:
         """Stream the Parquet file, or the directory of part files that Spark writes, batch by batch."""

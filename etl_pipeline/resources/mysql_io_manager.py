@@ -25,7 +25,8 @@ import pyarrow as pa
 import pymysql.cursors
 import sqlalchemy as sa
 
-from etl_pipeline.resources.db import describe_url, get_engine
+from etl_pipeline.resources.db import check_connection, describe_url, get_engine
+from etl_pipeline.retries import retry_only_transient
 from etl_pipeline.transforms.source_schema import MAX_TEXT_LENGTH, SOURCE_TABLES, TableSchema, arrow_schema
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,10 @@ class MySQLIOManager(dg.ConfigurableIOManager):
 
     # -- reading ------------------------------------------------------------------------------
     def load_input(self, context: dg.InputContext) -> pa.RecordBatchReader:
-        return self.read_table(context.asset_key.path[-1])
+        """Streamed lazily: the query runs, and may fail, while the bronze step writes the batches."""
+        with retry_only_transient(f"reading source table {context.asset_key.path[-1]}"):
+            check_connection(self.url)  # fail here, clearly, when the server is down
+            return self.read_table(context.asset_key.path[-1])
 
     def read_table(self, name: str, chunk_rows: int = CHUNK_ROWS) -> pa.RecordBatchReader:
         schema = table_schema(name)
@@ -111,7 +115,8 @@ class MySQLIOManager(dg.ConfigurableIOManager):
 
     # -- writing ------------------------------------------------------------------------------
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        self.replace_tables({context.asset_key.path[-1]: obj})
+        with retry_only_transient(f"writing source table {context.asset_key.path[-1]}"):
+            self.replace_tables({context.asset_key.path[-1]: obj})
         context.add_output_metadata({"dagster/row_count": len(obj)})
 
     def replace_tables(self, frames: Mapping[str, pd.DataFrame]) -> None:

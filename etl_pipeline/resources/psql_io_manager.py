@@ -46,6 +46,7 @@ from etl_pipeline.resources.db import (
     describe_url,
     get_engine,
 )
+from etl_pipeline.retries import retry_only_transient
 from etl_pipeline.settings import redact
 from etl_pipeline.warehouse_model import WarehouseTable, warehouse_table
 
@@ -520,7 +521,8 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> None:
         name = context.asset_key.path[-1]
-        stats = self.load_table(name, obj)
+        with retry_only_transient(f"loading warehouse table {name}"):
+            stats = self.load_table(name, obj)
         context.add_output_metadata({
             "dagster/row_count": stats.rows,
             "dagster/table_name": stats.table,
@@ -533,7 +535,8 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         })
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        return self.read_table(context.asset_key.path[-1]).to_pandas()
+        with retry_only_transient(f"reading warehouse table {context.asset_key.path[-1]}"):
+            return self.read_table(context.asset_key.path[-1]).to_pandas()
 
     def load_table(self, name: str, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> LoadStats:
         """Make warehouse table ``name`` equal to ``obj``, all or nothing."""
