@@ -24,17 +24,18 @@ from etl_pipeline.resources.spark_io_manager import SparkIOManager
 from etl_pipeline.settings import Settings
 
 
-def from_env(name: str, default: str | None) -> str | dg.EnvVar | None:
-    """``EnvVar(name)`` when the variable is set (its value, possibly secret, is resolved only at run time),
-    else the embedded default, which holds no secret."""
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+def from_env(name: str, value: str | None) -> str | dg.EnvVar | None:
+    """``EnvVar(name)`` when ``value`` came from that environment variable, so that the value (possibly a
+    secret) is resolved only at run time and never stored in the definitions; else ``value`` itself (an
+    embedded default, which holds no secret)."""
+    return dg.EnvVar(name) if value is not None and os.environ.get(name, "").strip() == value else value
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     s3 = {
         "s3_endpoint_url": settings.s3_endpoint_url,
-        "aws_access_key_id": from_env("AWS_ACCESS_KEY_ID", None),
-        "aws_secret_access_key": from_env("AWS_SECRET_ACCESS_KEY", None),
+        "aws_access_key_id": from_env("AWS_ACCESS_KEY_ID", settings.aws_access_key_id),
+        "aws_secret_access_key": from_env("AWS_SECRET_ACCESS_KEY", settings.aws_secret_access_key),
     }
     spark = SparkSessionResource(master=settings.spark_master, **s3)
     return {

@@ -15,8 +15,9 @@ import dagster as dg
 
 from etl_pipeline.settings import redact
 
-#: Two more attempts, after 1 s and 2 s. With the 5 s connect timeout of each attempt, a server that stays
-#: down fails the run in well under 30 s; one that was only restarting is reached on the next attempt.
+#: Two more attempts, after 1 s and then 3 s (Dagster's exponential backoff: delay x (2^n - 1)). With the 5 s
+#: connect timeout of each attempt, a server that stays down fails the run in well under 30 s; one that was only
+#: restarting is reached on the next attempt.
 NETWORK_RETRY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 
 _TRANSIENT_MESSAGES = (
@@ -25,6 +26,25 @@ _TRANSIENT_MESSAGES = (
     "broken pipe", "temporarily unavailable", "curl error", "curlcode", "network_connection",
     "could not resolve host", "no route to host", "can't connect",
 )
+
+#: SQLSTATEs of a lost or refused PostgreSQL connection: class 08, and the server shutting down or starting up.
+_POSTGRES_CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
+#: MySQL/MariaDB codes of a lost or refused connection: server shutdown in progress, connection killed (MariaDB),
+#: can't connect (socket, TCP), server gone away, lost connection during a query or at its start.
+_MYSQL_CONNECTION_ERRORS = {1053, 1927, 2002, 2003, 2006, 2013, 2055}
+
+
+def _lost_connection(error: BaseException) -> bool:
+    """A driver error that says, by its code, that the connection is gone. psycopg2 reports a connection the
+    server terminated mid-COPY only as "invalid socket", without SQLSTATE: libpq's own errors have none."""
+    driver = type(error).__module__.split(".")[0]
+    if driver == "psycopg2" and type(error).__name__ in {"OperationalError", "InterfaceError"}:
+        return getattr(error, "pgcode", None) is None
+    if driver == "psycopg2":
+        return (getattr(error, "pgcode", None) or "").startswith(_POSTGRES_CONNECTION_STATES)
+    if driver == "pymysql":
+        return bool(error.args) and error.args[0] in _MYSQL_CONNECTION_ERRORS
+    return False
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -38,7 +58,7 @@ def is_transient(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, (ConnectionError, TimeoutError, DatabaseUnavailableError,
-                                sqlalchemy.exc.DisconnectionError)):
+                                sqlalchemy.exc.DisconnectionError)) or _lost_connection(current):
             return True
         if isinstance(current, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or type(
             current

@@ -7,14 +7,18 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
-from etl_pipeline.fetch import default_base_url, fetch_data, missing_or_invalid
+from etl_pipeline.fetch import DATASET_FILES, default_base_url, fetch_data, missing_or_invalid
 from etl_pipeline.run_lock import exclusive_run
 from etl_pipeline.seed import needs_seed, seed_source
 from etl_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster._utils.error import SerializableErrorInfo
 
 #: Dagster's per-event debug lines would bury the summary; warnings and errors still show.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -56,9 +60,21 @@ class RunSummary:
 
 
 def ensure_data(data_dir: Path) -> None:
-    """Fetch the four CSV files into ``data_dir`` when any is missing or corrupt."""
-    if missing_or_invalid(data_dir):
-        fetch_data(data_dir, base_url=default_base_url())
+    """Download the four CSV files into ``data_dir`` when none or only some of the published ones are there.
+
+    A directory holding all four files is used as it is: a snapshot of other dates is the user's data, not a
+    corrupt download, and must never be replaced by the published files.
+    """
+    present = [f for f in DATASET_FILES if (data_dir / f.name).exists()]
+    if len(present) == len(DATASET_FILES):
+        return
+    differing = sorted(set(f.name for f in present) & set(missing_or_invalid(data_dir)))
+    if differing:
+        missing = sorted(f.name for f in DATASET_FILES if f not in present)
+        raise FileNotFoundError(f"{data_dir} lacks {', '.join(missing)} but holds other data in "
+                                f"{', '.join(differing)}; add the missing files or remove the others to download "
+                                "the published ones")
+    fetch_data(data_dir, base_url=default_base_url())
 
 
 def run_pipeline(settings: Settings, data_dir: Path | None = None, *, instance: dg.DagsterInstance | None = None) -> RunSummary:
@@ -98,10 +114,22 @@ def summarize(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, s
         if stats.step_key in step_layer and stats.end_time and stats.start_time:
             layers[step_layer[stats.step_key]].seconds += stats.end_time - stats.start_time
     failures = [
-        f"{event.step_key}: {event.step_failure_data.error.message.strip() if event.step_failure_data.error else 'failed'}"
+        f"{event.step_key}: {failure_message(event.step_failure_data.error) if event.step_failure_data.error else 'failed'}"
         for event in result.all_events
         if event.is_step_failure
     ]
     ordered = {name: layers[name] for name in LAYERS if name in layers}
     failed_checks = sum(s.checks_failed for s in ordered.values())
     return RunSummary(success=result.success and not failed_checks, seeded=seeded, layers=ordered, failures=failures)
+
+
+#: Dagster's own wrappers of the error that failed a step ("Exceeded max_retries of 2", "Error occurred while
+#: handling output ..."): the error they wrap says what failed.
+_DAGSTER_WRAPPERS = {"RetryRequestedFromPolicy", "DagsterExecutionStepExecutionError",
+                     "DagsterExecutionHandleOutputError", "DagsterExecutionLoadInputError"}
+
+
+def failure_message(error: SerializableErrorInfo) -> str:
+    while error.cause is not None and error.cls_name in _DAGSTER_WRAPPERS:
+        error = error.cause
+    return error.message.strip()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from etl_pipeline.resources.db import get_engine
+from etl_pipeline.resources.db import check_connection, get_engine
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline.transforms.source_validation import read_source_files
@@ -26,6 +26,7 @@ def seed_source(source_db_url: str, data_dir: Path) -> dict[str, int]:
 
 def needs_seed(source_db_url: str, data_dir: Path) -> bool:
     """True unless every source table holds rows seeded from exactly the files now in ``data_dir``."""
+    check_connection(source_db_url)  # a database that is down is named (password redacted), not left to the driver
     manager = MySQLIOManager(url=source_db_url)
     if not all(manager.row_count(name) for name in SOURCE_TABLES):
         return True

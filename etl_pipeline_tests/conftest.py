@@ -135,7 +135,8 @@ class MotoS3:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+        beside_python = Path(sys.executable).with_name("moto_server")  # this venv's moto, not another on PATH
+        exe = str(beside_python) if beside_python.exists() else shutil.which("moto_server") or "moto_server"
         self.process = subprocess.Popen(
             [exe, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,

@@ -3,15 +3,16 @@
 - :class:`ConnectServer`: a Spark Connect server started by ``sbin/start-connect-server.sh`` and stopped by
   ``sbin/stop-connect-server.sh``, falling back to its pid.
 - :class:`StandaloneCluster`: a standalone master and N workers. The pip package ships no
-  ``start-master.sh``/``start-worker.sh``, so each is launched with ``bin/spark-class`` (which ``exec``\\ s
-  the JVM, so the child's pid is the JVM's) and stopped by that pid.
+  ``start-master.sh``/``start-worker.sh``, so each is started and stopped with the ``sbin/spark-daemon.sh``
+  those scripts wrap, which keeps each JVM's pid in a file.
 
 Every process gets its own ``SPARK_CONF_DIR`` (holding :data:`TEST_SPARK_CONF`), log and pid directories
-under a caller-provided directory, and is stopped by its own pid, never by process name.
+under a caller-provided directory, and is stopped by its own pid file, never by process name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,10 @@ import pyspark
 from etl_pipeline_tests.conftest import free_port, wait_for_port
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
+SPARK_DAEMON = SPARK_HOME / "sbin" / "spark-daemon.sh"
+MASTER_CLASS = "org.apache.spark.deploy.master.Master"
+WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -103,11 +108,13 @@ def _log_tail(env: Mapping[str, str], lines: int = 30) -> str:
 
 
 class ConnectServer:
-    """A Spark Connect server (``--master local[N]``) on ``sc://127.0.0.1:<free port>``."""
+    """A Spark Connect server on ``sc://127.0.0.1:<free port>``, its driver on ``master`` (``local[N]`` or a
+    standalone cluster) with the extra Spark settings ``conf``."""
 
-    def __init__(self, base_dir: Path, master: str = "local[2]") -> None:
+    def __init__(self, base_dir: Path, master: str = "local[2]", conf: Mapping[str, str] | None = None) -> None:
         self.base_dir = base_dir
         self.master = master
+        self.conf = dict(conf or {})
         self.port = free_port()
         self.env = spark_environment(base_dir)
         self.pid: int | None = None
@@ -125,12 +132,13 @@ class ConnectServer:
                 "--conf", f"spark.connect.grpc.binding.port={self.port}",
                 "--conf", f"spark.driver.host={HOST}",
                 "--conf", f"spark.driver.bindAddress={HOST}",
+                *(arg for key, value in self.conf.items() for arg in ("--conf", f"{key}={value}")),
             ],
             env=self.env,
             check=True,
             capture_output=True,
         )
-        pid_file = next(Path(self.env["SPARK_PID_DIR"]).glob("*.pid"), None)
+        pid_file = next(Path(self.env["SPARK_PID_DIR"]).glob(f"*-{CONNECT_CLASS}-*.pid"), None)
         if pid_file is None:
             raise RuntimeError(f"start-connect-server.sh started nothing\n{_log_tail(self.env)}")
         pid = self.pid = int(pid_file.read_text().strip())
@@ -150,65 +158,89 @@ class ConnectServer:
 
 
 class StandaloneCluster:
-    """A standalone master and ``workers`` workers on 127.0.0.1; ``master_url`` is ``spark://127.0.0.1:<port>``."""
+    """A standalone master and ``workers`` workers on 127.0.0.1; ``master_url`` is ``spark://127.0.0.1:<port>``.
+
+    Started and stopped like a deployment's ``sbin`` scripts do: ``spark-daemon.sh start|stop`` with the master as
+    instance 1 and the workers as instances ``1..workers``, each JVM's pid in a file under ``SPARK_PID_DIR``.
+    Worker ``n`` keeps its executors' directories (``<app id>/<executor id>/stderr``) in :meth:`worker_dir`.
+    """
 
     def __init__(self, base_dir: Path, workers: int = 2, cores_per_worker: int = 1, memory_per_worker: str = "1g"):
         self.base_dir = base_dir
-        self.workers = workers
         self.cores_per_worker = cores_per_worker
         self.memory_per_worker = memory_per_worker
         self.port = free_port()
         self.webui_port = free_port()
+        self.worker_numbers = range(1, workers + 1)
+        self.worker_webui_ports = {n: free_port() for n in self.worker_numbers}
         self.env = spark_environment(base_dir)
-        self.processes: list[subprocess.Popen] = []
 
     @property
     def master_url(self) -> str:
         return f"spark://{HOST}:{self.port}"
 
-    def _launch(self, name: str, *args: str) -> None:
-        log_dir = Path(self.env["SPARK_LOG_DIR"])
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / f"{name}.log", "ab") as log:
-            self.processes.append(
-                subprocess.Popen(
-                    [str(SPARK_HOME / "bin" / "spark-class"), *args],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            )
+    def worker_dir(self, number: int) -> Path:
+        return self.base_dir / f"work-{number}"
+
+    def _daemon(self, action: str, daemon_class: str, instance: int, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(SPARK_DAEMON), action, daemon_class, str(instance), *args],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def _run_daemons(self, action: str, daemons: list[tuple[str, int, list[str]]]) -> None:
+        """Run ``spark-daemon.sh`` for several daemons at once (``start`` waits ~2.5 s per daemon)."""
+        for script in [self._daemon(action, name, instance, *args) for name, instance, args in daemons]:
+            script.wait(timeout=START_TIMEOUT_S)
+
+    def pid_files(self) -> list[Path]:
+        pid_dir = Path(self.env["SPARK_PID_DIR"])
+        return sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []
+
+    def pids(self) -> list[int]:
+        return [int(path.read_text().strip()) for path in self.pid_files()]
+
+    def _json(self, port: int) -> dict:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/json/", timeout=5) as response:
+            return json.load(response)
+
+    def master_state(self) -> dict:
+        """The master UI's ``/json/``: workers, ``activeapps``, ``completedapps``."""
+        return self._json(self.webui_port)
+
+    def worker_state(self, number: int) -> dict:
+        """Worker ``number``'s UI ``/json/``: ``executors`` and ``finishedexecutors`` with ``appid`` and ``id``."""
+        return self._json(self.worker_webui_ports[number])
 
     def alive_workers(self) -> int:
-        with urllib.request.urlopen(f"http://{HOST}:{self.webui_port}/json/", timeout=2) as response:
-            return int(json.load(response).get("aliveworkers", 0))
+        return int(self.master_state().get("aliveworkers", 0))
 
     def start(self) -> None:
-        self._launch(
-            "master", "org.apache.spark.deploy.master.Master",
-            "--host", HOST, "--port", str(self.port), "--webui-port", str(self.webui_port),
-        )
-        for i in range(self.workers):
-            self._launch(
-                f"worker-{i}", "org.apache.spark.deploy.worker.Worker",
-                "--host", HOST, "--webui-port", str(free_port()),
-                "--cores", str(self.cores_per_worker), "--memory", self.memory_per_worker,
-                "--work-dir", str(self.base_dir / f"work-{i}"),
-                self.master_url,
-            )
-        if not self._wait_ready():
+        self._run_daemons("start", [(
+            MASTER_CLASS, 1, ["--host", HOST, "--port", str(self.port), "--webui-port", str(self.webui_port)],
+        )])
+        # Workers started before the master listens retry only after 5-15 s, so wait for it first.
+        master_up = _wait_serving(self.port, lambda: all(_pid_alive(pid) for pid in self.pids()))
+        if master_up:
+            self._run_daemons("start", [
+                (WORKER_CLASS, n, [
+                    "--host", HOST, "--webui-port", str(self.worker_webui_ports[n]),
+                    "--cores", str(self.cores_per_worker), "--memory", self.memory_per_worker,
+                    "--work-dir", str(self.worker_dir(n)),
+                    self.master_url,
+                ])
+                for n in self.worker_numbers
+            ])
+        if not (master_up and self._wait_ready()):
+            tail = _log_tail(self.env)
             self.stop()
-            raise RuntimeError(f"standalone cluster not ready with {self.workers} workers\n"
-                               f"{_log_tail(self.env)}")
+            raise RuntimeError(f"standalone cluster not ready with {len(self.worker_numbers)} workers\n{tail}")
 
     def _wait_ready(self) -> bool:
-        if not _wait_serving(self.webui_port, lambda: all(p.poll() is None for p in self.processes)):
-            return False
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                if self.alive_workers() >= self.workers:
+                if self.alive_workers() >= len(self.worker_numbers):
                     return True
             except OSError:
                 pass
@@ -216,13 +248,16 @@ class StandaloneCluster:
         return False
 
     def stop(self) -> None:
-        for process in reversed(self.processes):  # workers first, then the master
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT_S)
-        self.processes = []
+        """``spark-daemon.sh stop`` the workers, then the master; kill what outlives :data:`STOP_TIMEOUT_S`.
+
+        Idempotent. Afterwards no pid file is left: a file whose process had already died is removed too.
+        """
+        started = {path: int(path.read_text().strip()) for path in self.pid_files()}
+        self._run_daemons("stop", [(WORKER_CLASS, n, []) for n in self.worker_numbers])
+        self._run_daemons("stop", [(MASTER_CLASS, 1, [])])
+        for path, pid in started.items():
+            if not _wait_gone(pid, STOP_TIMEOUT_S):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, STOP_TIMEOUT_S)
+            path.unlink(missing_ok=True)

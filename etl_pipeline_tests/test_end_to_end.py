@@ -20,14 +20,11 @@ import pytest
 
 from etl_pipeline.cli import main
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
-from etl_pipeline_tests.conftest import free_port
+from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, embedded_env
 from etl_pipeline_tests.resources.test_mysql_io_manager import EXPECTED_ROWS, arrow_frame
 from etl_pipeline_tests.test_seed import write_dataset
 from etl_pipeline_tests.transforms.test_source_validation import csv_frame, read_rows, sorted_by_key, write_rows
 
-#: Variables that would point the run away from ETL_HOME's embedded defaults.
-DEPLOYMENT_VARIABLES = ("SOURCE_DB_URL", "WAREHOUSE_DB_URL", "LAKE_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                        "AWS_SECRET_ACCESS_KEY", "SPARK_MASTER", "COVID_DATA_DIR")
 SNAPSHOT_END = "2020-03-31"
 
 
@@ -69,12 +66,11 @@ class Home:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     root = tmp_path_factory.mktemp("etl_home")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("ETL_HOME", str(root))
+    with pytest.MonkeyPatch.context() as env:  # this process runs `covid-etl run` with the embedded defaults
         for name in DEPLOYMENT_VARIABLES:
             env.delenv(name, raising=False)
-        env.setenv("COVID_DATA_BASE_URL", f"http://127.0.0.1:{free_port()}")  # never download from the internet
-        env.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+        for name, value in embedded_env(root).items():  # ETL_HOME, and never a download from the internet
+            env.setenv(name, value)
         yield Home(root)
 
 
@@ -85,15 +81,26 @@ def first_run(home: Home, data_dir: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def snapshot(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Another snapshot: the daily files cut at SNAPSHOT_END, every third country of the per-country files."""
-    files = {}
-    for name, table in SOURCE_TABLES.items():
-        header, *rows = read_rows((data_dir / table.file_name).read_bytes())
-        if "Date" in header:
-            rows = [row for row in rows if row[header.index("Date")] <= SNAPSHOT_END]
-        else:
-            rows = rows[::3]
-        files[name] = write_rows([header, *rows])
+    """Another, internally consistent snapshot: every third country, the daily files cut at SNAPSHOT_END, and
+    country_wise holding each kept country's counts on that day (as a snapshot published then would)."""
+    rows = {name: read_rows((data_dir / table.file_name).read_bytes()) for name, table in SOURCE_TABLES.items()}
+    header, *countries = rows["covid19_country_wise"]
+    kept = {row[0] for row in countries[::3]}
+
+    def cut(name: str) -> list[list[str]]:
+        header, *body = rows[name]
+        date, country = header.index("Date"), header.index("Country/Region")
+        return [header, *(r for r in body if r[date] <= SNAPSHOT_END and r[country] in kept)]
+
+    series = cut("covid19_time_series")
+    on_last_day = {r[1]: r[2:6] for r in series[1:] if r[0] == SNAPSHOT_END}  # Confirmed..Active
+    country_wise = [header, *([r[0], *on_last_day[r[0]], *r[5:]] for r in countries if r[0] in kept)]
+    files = {
+        "covid19_time_series": write_rows(series),
+        "covid19_cases_position": write_rows(cut("covid19_cases_position")),
+        "covid19_country_wise": write_rows(country_wise),
+        "covid19_worldometer": write_rows(rows["covid19_worldometer"]),
+    }
     return write_dataset(tmp_path_factory.mktemp("snapshot"), files)
 
 

@@ -67,6 +67,14 @@ def table_schema(name: str) -> TableSchema:
         raise ValueError(f"{name!r} is not a source table (expected one of {sorted(SOURCE_TABLES)})") from None
 
 
+def in_schema_order(schema: TableSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame's columns in the schema's order; any other set of columns is refused before a name reaches SQL."""
+    if sorted(map(str, frame.columns)) != sorted(schema.column_names):
+        raise ValueError(f"the columns {list(frame.columns)} are not those of source table {schema.name} "
+                         f"({schema.column_names})")
+    return frame[schema.column_names]
+
+
 class MySQLIOManager(dg.ConfigurableIOManager):
     """Reads source tables for bronze; writes the seeded tables (see the module docstring)."""
 
@@ -122,6 +130,7 @@ class MySQLIOManager(dg.ConfigurableIOManager):
     def replace_tables(self, frames: Mapping[str, pd.DataFrame]) -> None:
         """Replace the content of each named table by the validated frame, all or nothing."""
         schemas = {name: table_schema(name) for name in frames}
+        frames = {name: in_schema_order(schemas[name], frame) for name, frame in frames.items()}
         try:
             if self._is_mysql:
                 self._replace_mysql(schemas, frames)

@@ -102,7 +102,7 @@ def test_write_then_read_round_trips_at_the_lake_path(lake: Lake, table: pa.Tabl
     assert preview.equals(table.slice(0, 5))
     assert lake.stored() == [RELATIVE_PATH]  # nothing else: no temporary object left
     assert lake.read_stored(RELATIVE_PATH).equals(table)
-    assert lake.manager.read(lake.path).equals(table)
+    assert lake.manager.read(lake.path).read_all().equals(table)
 
 
 def test_s3_keys_sit_under_the_prefix_of_the_lake_url(s3: MotoS3, table: pa.Table) -> None:
@@ -150,6 +150,19 @@ def test_a_batch_of_another_schema_midway_keeps_the_previous_object(lake: Lake, 
     assert lake.read_stored(RELATIVE_PATH).equals(table)
 
 
+def test_a_spark_output_directory_reads_as_one_table(lake: Lake, table: pa.Table) -> None:
+    """Part files are read in order; ``_SUCCESS`` and dot files (checksums) are not data."""
+    directory = lake.path
+    parts = [table.slice(0, 100), table.slice(100)]
+    for number, part in enumerate(parts):
+        lake.manager.write(f"{directory}/part-0000{number}-x.snappy.parquet", part)
+    lake.manager.write(f"{directory}/.part-00000-x.snappy.parquet.crc", table.slice(0, 1))
+    fs = lake.manager.filesystem()
+    with fs.open_output_stream(f"{directory}/_SUCCESS"):
+        pass
+    assert lake.manager.read(directory).read_all().equals(table)
+
+
 def test_a_missing_object_is_an_error_naming_endpoint_bucket_and_key(s3: MotoS3, table: pa.Table) -> None:
     lake = s3_lake(s3, f"s3://{BUCKET}")
     lake.manager.write(lake.manager.location(["bronze", "medical", "other"]), table)
@@ -186,8 +199,9 @@ def test_as_the_io_manager_of_an_asset_and_its_downstream(lake: Lake, table: pa.
     def bronze() -> pa.RecordBatchReader:
         return reader_of(table)
 
-    @dg.asset(ins={"frame": dg.AssetIn(key=KEY)})
-    def downstream(frame: pd.DataFrame) -> int:
+    @dg.asset(ins={"batches": dg.AssetIn(key=KEY)})
+    def downstream(batches: pa.RecordBatchReader) -> int:
+        frame = batches.read_pandas()
         pd.testing.assert_frame_equal(frame, table.to_pandas())
         return len(frame)
 

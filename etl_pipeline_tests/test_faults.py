@@ -1,0 +1,550 @@
+"""Faults injected into the real servers on 127.0.0.1 while the pipeline runs, and the re-run after each.
+
+Each test builds the real Definitions from the environment (``build_definitions``) and materializes only the
+assets that touch the failing server, so that a fault costs seconds instead of a whole Spark run. Attempts are
+counted from Dagster's event log, and the failure is read as ``covid-etl run`` prints it (``summarize``). After
+every fault the same assets run again and must store exactly what an undisturbed run stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pymysql
+import pytest
+import sqlalchemy as sa
+
+from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
+from etl_pipeline.resources.db import CONNECT_TIMEOUT_S
+from etl_pipeline.resources.minio_io_manager import MinIOIOManager
+from etl_pipeline.resources.psql_io_manager import PostgresIOManager
+from etl_pipeline.retries import NETWORK_RETRY
+from etl_pipeline.run import QUIET, RunSummary, failure_message, summarize
+from etl_pipeline.seed import seed_source
+from etl_pipeline.settings import Settings
+from etl_pipeline.transforms.source_schema import SOURCE_TABLES
+from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, MotoS3, free_port, unavailable
+from etl_pipeline_tests.resources.test_mysql_io_manager import arrow_frame
+from etl_pipeline_tests.test_seed import write_dataset
+from etl_pipeline_tests.transforms.test_source_validation import csv_frame, read_rows, sorted_by_key, write_rows
+
+#: A password that must never be shown: every test that puts it in a URL greps the whole event log for it.
+PASSWORD = "Fault-Injection-Pw-5417"
+ATTEMPTS = NETWORK_RETRY.max_retries + 1
+#: What the issue allows an unreachable warehouse to take before the run fails.
+FAILURE_BOUND_S = 30
+
+POSITIONS = "covid19_cases_position"
+BRONZE_POSITIONS = ["bronze", "medical", POSITIONS]
+LOCATIONS = "fact_location_daily"
+WAREHOUSE_LOCATIONS = ["warehouse", "medical", LOCATIONS]
+COUNTS = ("confirmed", "deaths", "recovered", "active")
+
+
+# -- running selected assets of the real Definitions -------------------------------------------------------
+@dataclass
+class Outcome:
+    result: dg.ExecuteInProcessResult
+    summary: RunSummary
+
+    def attempts(self, key: list[str]) -> int:
+        restarts = self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_RESTARTED)
+        return 1 + sum(1 for e in restarts if e.step_key == "__".join(key))
+
+    def retry_delays(self) -> list[float]:
+        retries = self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
+        return [e.event_specific_data.seconds_to_wait for e in retries]
+
+    def retry_errors(self) -> list[str]:
+        """Why each failed attempt before the last one failed."""
+        retries = self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
+        return [failure_message(e.event_specific_data.error) for e in retries]
+
+    def failure(self) -> str:
+        """The single failure line ``covid-etl run`` prints."""
+        [failure] = self.summary.failures
+        return failure
+
+    def event_log(self) -> str:
+        """Every event of the run, metadata and error chains included."""
+        return "\n".join(dg.serialize_value(e) for e in self.result.all_events)
+
+
+@pytest.fixture
+def pipeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """``pipeline(**variables)``: the job of every asset, built from the embedded defaults under a temporary
+    ETL_HOME plus ``variables``, set in the environment as a deployment sets them (secrets resolve via EnvVar)."""
+
+    def job(**variables: str) -> dg.JobDefinition:
+        for name in DEPLOYMENT_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("ETL_HOME", str(tmp_path / "etl_home"))
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        return build_definitions(Settings.from_env()).resolve_job_def(ALL_ASSETS_JOB)
+
+    return job
+
+
+def materialize(job: dg.JobDefinition, *keys: list[str]) -> Outcome:
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET,
+                                        asset_selection=[dg.AssetKey(k) for k in keys])
+        return Outcome(result, summarize(result, instance, seeded=None))
+
+
+# -- inputs --------------------------------------------------------------------------------------------------
+def write_gold(lake: Path, table: str, content: pa.Table) -> None:
+    """A gold table in a local lake, as the warehouse assets read it (the Spark steps are not run)."""
+    manager = MinIOIOManager(lake_url=str(lake))
+    manager.write(manager.location(["gold", "medical", table]), content)
+
+
+def locations(rows: int, confirmed_from: int = 0) -> pa.Table:
+    """``fact_location_daily`` with ``rows`` distinct keys: 1,000 locations (100 countries x 10 provinces) a day,
+    every 7th longitude NULL, counts derived from the row number."""
+    n = np.arange(rows)
+    days = pa.array(dt.date(2020, 1, 22).toordinal() - dt.date(1970, 1, 1).toordinal() + n // 1000, pa.int32())
+    confirmed = n + confirmed_from
+    return pa.table({
+        "date": days.cast(pa.date32()),
+        "country_region": pa.DictionaryArray.from_arrays(
+            pa.array(n % 1000 // 10), pa.array([f"Country {i}" for i in range(100)])).cast(pa.string()),
+        "province_state": pa.DictionaryArray.from_arrays(
+            pa.array(n % 10), pa.array([f"Province {i}" for i in range(10)])).cast(pa.string()),
+        "latitude": pa.array(n % 90 / 2),
+        "longitude": pa.array(n % 180 / 2, mask=n % 7 == 0),
+        "confirmed": pa.array(confirmed),
+        "deaths": pa.array(n % 100),
+        "recovered": pa.array(n % 50),
+        "active": pa.array(confirmed - n % 100 - n % 50),
+    })
+
+
+def with_null(table: pa.Table, column: str, row: int) -> pa.Table:
+    """``table`` with a NULL in ``column`` at the 1-based ``row``."""
+    index = table.schema.get_field_index(column)
+    values = table.column(column).to_pylist()
+    values[row - 1] = None
+    return table.set_column(index, column, pa.array(values, table.schema.field(index).type))
+
+
+def figures(table: pa.Table) -> dict[str, object]:
+    """What identifies a fact_location_daily content, computed with pyarrow from the input."""
+    keys = pc.binary_join_element_wise(
+        table["date"].cast(pa.string()), table["country_region"], table["province_state"], "|")
+    return {
+        "rows": table.num_rows, "keys": pc.count_distinct(keys).as_py(),
+        "longitudes": table.num_rows - table["longitude"].null_count,
+        **{c: pc.sum(table[c]).as_py() for c in COUNTS},
+        "first_day": pc.min(table["date"]).as_py(), "last_day": pc.max(table["date"]).as_py(),
+    }
+
+
+def stored_figures(url: str) -> dict[str, object]:
+    """The same figures, computed by PostgreSQL over what the warehouse holds."""
+    sums = ", ".join(f"sum({c})" for c in COUNTS)
+    row = query(url, f"SELECT count(*), count(DISTINCT (date, country_region, province_state)), count(longitude), "
+                     f"{sums}, min(date), max(date) FROM {LOCATIONS}")[0]
+    return dict(zip(["rows", "keys", "longitudes", *COUNTS, "first_day", "last_day"], row))
+
+
+def content_digest(url: str) -> tuple[int, str]:
+    """Row count and md5 of every row's text in key order: equal digests, identical content."""
+    return query(url, f"SELECT count(*), md5(string_agg(t::text, E'\\n' ORDER BY date, country_region, "
+                      f"province_state)) FROM {LOCATIONS} t")[0]
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
+# -- fault injectors --------------------------------------------------------------------------------------
+class SilentServer:
+    """A TCP port that accepts connections and never answers, as a hung server or a dropping firewall does.
+    Counts the connections and those the client gave up on by itself."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.accepted = 0
+        self.abandoned = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection: socket.socket) -> None:
+        with contextlib.suppress(OSError), connection:
+            while connection.recv(4096):  # the client's startup packet; no answer ever comes
+                pass
+        with self._lock:
+            self.abandoned += 1
+
+    def wait_until_abandoned(self, timeout: float = 10) -> int:
+        """Connections the client closed, once every accepted one is closed (or ``timeout`` passed)."""
+        deadline = time.monotonic() + timeout
+        while self.abandoned < self.accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.abandoned
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
+
+class BackendTerminator:
+    """From a second connection, terminates the first backend of ``url``'s database seen running a statement
+    that starts with ``statement``, then records the table's content digest once that backend is gone."""
+
+    def __init__(self, url: str, statement: str) -> None:
+        self.url = url
+        self.statement = statement
+        self.terminated: list[int] = []
+        self.digest_after: tuple[int, str] | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> BackendTerminator:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join(timeout=60)
+
+    def _watch(self) -> None:
+        engine = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                while not self._done.is_set() and not self.terminated:
+                    pid = conn.execute(sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid() AND state = 'active' AND starts_with(query, :statement)"),
+                        {"statement": self.statement}).scalar()
+                    if pid is None:
+                        time.sleep(0.01)
+                        continue
+                    conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    self.terminated.append(pid)
+                    while conn.execute(sa.text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"),
+                                       {"pid": pid}).first():
+                        time.sleep(0.01)
+                    self.digest_after = content_digest(self.url)
+        finally:
+            engine.dispose()
+
+
+class S3Endpoint:
+    """The S3 endpoint the pipeline talks to: a TCP proxy in front of moto that stops like a crashed server
+    (every connection reset, the port refusing new ones) once a given number of request bytes went through,
+    and starts again on the same port. Moto keeps its objects meanwhile, so the test can look at what a reader
+    would find under each key while the endpoint is down."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._budget: int | None = None
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._budget = None
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def stop_after(self, request_bytes: int) -> None:
+        self._budget = request_bytes
+
+    def stop(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._sockets = self._sockets, set()
+        for s in ([listener] if listener else []) + list(sockets):
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not FIN
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                return
+            with self._lock:
+                self._sockets |= {client, upstream}
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if requests and self._budget is not None:
+                    self._budget -= len(data)
+                    if self._budget <= 0:
+                        self.stop()
+                        return
+                sink.sendall(data)
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+# -- the warehouse (PostgreSQL) ------------------------------------------------------------------------------
+def test_an_unanswering_warehouse_fails_the_run_within_the_connect_timeout_naming_it_without_the_password(
+    pipeline, tmp_path: Path, postgres_url: str
+) -> None:
+    lake = tmp_path / "lake"
+    content = locations(rows=3_000)
+    write_gold(lake, LOCATIONS, content)
+    silent = SilentServer()
+    try:
+        outcome = materialize(pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=(
+            f"postgresql+psycopg2://etl:{PASSWORD}@127.0.0.1:{silent.port}/warehouse")), WAREHOUSE_LOCATIONS)
+        abandoned = silent.wait_until_abandoned()
+    finally:
+        silent.close()
+
+    assert not outcome.result.success
+    failure = outcome.failure()
+    assert failure.startswith(f"warehouse__medical__{LOCATIONS}: ")
+    assert f"cannot connect to postgresql+psycopg2://etl:***@127.0.0.1:{silent.port}/warehouse" in failure
+    assert "timeout expired" in failure  # the client's connect timeout ended each attempt
+    assert PASSWORD not in outcome.event_log() + outcome.summary.format()
+    # One connection per attempt, each given up by the client itself: the run's length is bounded by the
+    # connect timeout of each attempt plus the retry delays, whatever the server does.
+    assert outcome.attempts(WAREHOUSE_LOCATIONS) == silent.accepted == abandoned == ATTEMPTS
+    assert ATTEMPTS * CONNECT_TIMEOUT_S + sum(outcome.retry_delays()) <= FAILURE_BOUND_S
+
+    rerun = materialize(pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=postgres_url), WAREHOUSE_LOCATIONS)
+    assert rerun.result.success and rerun.attempts(WAREHOUSE_LOCATIONS) == 1
+    assert stored_figures(postgres_url) == figures(content)
+
+
+def test_a_load_whose_backend_is_terminated_keeps_the_previous_content_and_is_retried_to_completion(
+    pipeline, tmp_path: Path, postgres_url: str
+) -> None:
+    """1,000,000 rows, so that the COPY runs long enough to be caught and terminated from a second connection."""
+    previous = locations(rows=2_000, confirmed_from=7)
+    PostgresIOManager(url=postgres_url).load_table(LOCATIONS, previous)
+    digest_before = content_digest(postgres_url)
+    lake = tmp_path / "lake"
+    content = locations(rows=1_000_000)
+    write_gold(lake, LOCATIONS, content)
+    job = pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=postgres_url)
+
+    with BackendTerminator(postgres_url, "COPY") as terminator:
+        outcome = materialize(job, WAREHOUSE_LOCATIONS)
+
+    assert len(terminator.terminated) == 1, "the load finished before its COPY could be terminated"
+    assert terminator.digest_after == digest_before  # the terminated transaction changed nothing
+    assert outcome.result.success, outcome.summary.format()
+    assert outcome.attempts(WAREHOUSE_LOCATIONS) == 2
+    assert stored_figures(postgres_url) == figures(content)
+
+
+def test_bad_data_fails_the_load_at_once_without_retries_and_keeps_the_previous_content(
+    pipeline, tmp_path: Path, postgres_url: str
+) -> None:
+    previous = locations(rows=2_000)
+    PostgresIOManager(url=postgres_url).load_table(LOCATIONS, previous)
+    digest_before = content_digest(postgres_url)
+    lake = tmp_path / "lake"
+    write_gold(lake, LOCATIONS, with_null(locations(rows=3_000), "deaths", row=2_345))
+
+    outcome = materialize(pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=postgres_url), WAREHOUSE_LOCATIONS)
+
+    assert not outcome.result.success
+    assert outcome.attempts(WAREHOUSE_LOCATIONS) == 1  # retrying cannot fix a value
+    assert "column 'deaths', input row 2,345: NULL in a NOT NULL column" in outcome.failure()
+    assert content_digest(postgres_url) == digest_before
+
+
+# -- the source (MySQL) --------------------------------------------------------------------------------------
+def bronze_frame(path: Path) -> pd.DataFrame:
+    return sorted_by_key(POSITIONS, arrow_frame(pq.read_table(path)))
+
+
+def expected_positions(data_dir: Path) -> pd.DataFrame:
+    """What bronze must hold, read from the CSV file with plain pandas."""
+    return sorted_by_key(POSITIONS, csv_frame(POSITIONS, data_dir / SOURCE_TABLES[POSITIONS].file_name))
+
+
+def lake_files(lake: Path) -> list[str]:
+    return sorted(str(p.relative_to(lake)) for p in lake.rglob("*") if p.is_file()) if lake.exists() else []
+
+
+def test_an_unreachable_source_fails_extraction_after_the_configured_retries_naming_it(
+    pipeline, tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens there
+    lake = tmp_path / "lake"
+    outcome = materialize(pipeline(LAKE_URL=str(lake), SOURCE_DB_URL=(
+        f"mysql+pymysql://etl:{PASSWORD}@127.0.0.1:{port}/covid19")), BRONZE_POSITIONS)
+
+    assert not outcome.result.success
+    assert outcome.attempts(BRONZE_POSITIONS) == ATTEMPTS
+    failure = outcome.failure()
+    assert failure.startswith(f"bronze__medical__{POSITIONS}: ")
+    assert f"cannot connect to mysql+pymysql://etl:***@127.0.0.1:{port}/covid19" in failure
+    assert PASSWORD not in outcome.event_log() + outcome.summary.format()
+    assert lake_files(lake) == []
+
+
+class TableLock:
+    """``LOCK TABLES <table> WRITE`` held from a second connection, so that a read of it waits on the server."""
+
+    def __init__(self, url: str, table: str) -> None:
+        parsed = sa.make_url(url)
+        self.connection = pymysql.connect(host=parsed.host, port=parsed.port or 3306, user=parsed.username,
+                                          password=parsed.password or "", database=parsed.database)
+        self.connection.cursor().execute(f"LOCK TABLES `{table}` WRITE")
+
+    def kill_waiting_reader(self, table: str, timeout: float = 60) -> int:
+        """KILL the connection whose query waits for the lock; returns its id."""
+        deadline = time.monotonic() + timeout
+        cursor = self.connection.cursor()
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                           "AND id <> CONNECTION_ID() AND info LIKE %s", (f"SELECT %{table}%",))
+            if row := cursor.fetchone():
+                cursor.execute(f"KILL {int(row[0])}")
+                return row[0]
+            time.sleep(0.01)
+        raise AssertionError(f"no read of {table} waited for the lock within {timeout} s")
+
+    def release(self) -> None:
+        self.connection.cursor().execute("UNLOCK TABLES")
+        self.connection.close()
+
+
+def test_a_source_connection_killed_during_extraction_is_retried_and_bronze_holds_every_row(
+    pipeline, tmp_path: Path, mysql_url: str, data_dir: Path
+) -> None:
+    seed_source(mysql_url, data_dir)
+    lake = tmp_path / "lake"
+    job = pipeline(LAKE_URL=str(lake), SOURCE_DB_URL=mysql_url)
+    lock = TableLock(mysql_url, POSITIONS)
+    killed: list[int] = []
+
+    def kill_then_unlock() -> None:
+        try:
+            killed.append(lock.kill_waiting_reader(POSITIONS))
+        finally:
+            lock.release()
+
+    killer = threading.Thread(target=kill_then_unlock)
+    killer.start()
+    outcome = materialize(job, BRONZE_POSITIONS)
+    killer.join()
+
+    assert len(killed) == 1
+    assert outcome.result.success, outcome.summary.format()
+    assert outcome.attempts(BRONZE_POSITIONS) == 2
+    path = lake / "bronze" / "medical" / f"{POSITIONS}.pq"
+    assert lake_files(lake) == [str(path.relative_to(lake))]  # no temporary file left by the failed attempt
+    pd.testing.assert_frame_equal(bronze_frame(path), expected_positions(data_dir))
+
+
+# -- the lake (S3) ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def moto() -> Iterator[MotoS3]:
+    """An S3 server of this test's own: the session's shared one must not see an endpoint stop."""
+    server = MotoS3()
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        unavailable(f"moto_server could not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def without_last_day(data_dir: Path, target: Path) -> Path:
+    """The shared files with the last day of positions left out: a source whose bronze object differs."""
+    files = {name: (data_dir / t.file_name).read_bytes() for name, t in SOURCE_TABLES.items()}
+    header, *rows = read_rows(files[POSITIONS])
+    last = max(row[header.index("Date")] for row in rows)
+    files[POSITIONS] = write_rows([header, *(row for row in rows if row[header.index("Date")] != last)])
+    return write_dataset(target, files)
+
+
+def test_an_s3_endpoint_stopped_mid_write_leaves_the_previous_object_and_a_rerun_after_restart_succeeds(
+    pipeline, tmp_path: Path, moto: MotoS3, data_dir: Path
+) -> None:
+    endpoint = S3Endpoint(moto.port)
+    endpoint.start()
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    seed_source(source, data_dir)
+    job = pipeline(SOURCE_DB_URL=source, **{**moto.env("warehouse"), "S3_ENDPOINT_URL": endpoint.url})
+    key = f"bronze/medical/{POSITIONS}.pq"
+    s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, aws_access_key_id=moto.access_key,
+                      aws_secret_access_key=moto.secret_key, region_name="us-east-1")
+
+    def stored() -> dict[str, bytes]:
+        """Every object in the bucket, read straight from moto (not through the stopped endpoint)."""
+        listed = s3.list_objects_v2(Bucket="warehouse").get("Contents", [])
+        return {o["Key"]: s3.get_object(Bucket="warehouse", Key=o["Key"])["Body"].read()
+                for o in listed if not o["Key"].endswith("/")}
+
+    try:
+        assert materialize(job, BRONZE_POSITIONS).result.success
+        before = stored()
+        assert list(before) == [key]
+        changed = without_last_day(data_dir, tmp_path / "changed")
+        seed_source(source, changed)
+
+        endpoint.stop_after(request_bytes=len(before[key]) // 4)  # in the middle of uploading the new object
+        outcome = materialize(job, BRONZE_POSITIONS)
+
+        assert not outcome.result.success
+        assert outcome.attempts(BRONZE_POSITIONS) == ATTEMPTS
+        where = f"writing Parquet to the lake failed (endpoint {endpoint.url}, bucket 'warehouse', key '{key}')"
+        assert f"key '{key}.tmp-" in outcome.retry_errors()[0]  # cut while uploading the temporary object
+        assert where in outcome.failure() and "Could not connect to server" in outcome.failure()
+        assert moto.secret_key not in outcome.event_log()
+        assert stored() == before  # no partial object under the final key, no temporary one left
+
+        endpoint.start()
+        rerun = materialize(job, BRONZE_POSITIONS)
+        assert rerun.result.success, rerun.summary.format()
+        after = stored()
+        assert list(after) == [key]
+        written = sorted_by_key(POSITIONS, arrow_frame(pq.read_table(pa.BufferReader(after[key]))))
+        pd.testing.assert_frame_equal(written, expected_positions(changed))
+    finally:
+        endpoint.stop()
