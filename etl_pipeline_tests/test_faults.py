@@ -29,6 +29,7 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
+from etl_pipeline.cli import main
 from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
 from etl_pipeline.resources.db import CONNECT_TIMEOUT_S
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
@@ -86,16 +87,26 @@ class Outcome:
 
 
 @pytest.fixture
-def pipeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """``pipeline(**variables)``: the job of every asset, built from the embedded defaults under a temporary
-    ETL_HOME plus ``variables``, set in the environment as a deployment sets them (secrets resolve via EnvVar)."""
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """``environment(**variables)``: this process's environment set to the embedded defaults under a temporary
+    ETL_HOME plus ``variables``, as a deployment sets them (secrets then resolve through EnvVar)."""
 
-    def job(**variables: str) -> dg.JobDefinition:
+    def set_variables(**variables: str) -> None:
         for name in DEPLOYMENT_VARIABLES:
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("ETL_HOME", str(tmp_path / "etl_home"))
         for name, value in variables.items():
             monkeypatch.setenv(name, value)
+
+    return set_variables
+
+
+@pytest.fixture
+def pipeline(environment):
+    """``pipeline(**variables)``: the job of every asset, built from ``environment(**variables)``."""
+
+    def job(**variables: str) -> dg.JobDefinition:
+        environment(**variables)
         return build_definitions(Settings.from_env()).resolve_job_def(ALL_ASSETS_JOB)
 
     return job
@@ -422,6 +433,21 @@ def test_an_unreachable_source_fails_extraction_after_the_configured_retries_nam
     assert f"cannot connect to mysql+pymysql://etl:***@127.0.0.1:{port}/covid19" in failure
     assert PASSWORD not in outcome.event_log() + outcome.summary.format()
     assert lake_files(lake) == []
+
+
+def test_covid_etl_run_with_the_source_down_names_it_and_runs_no_step(
+    environment, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    port = free_port()  # nothing listens there
+    environment(SOURCE_DB_URL=f"mysql+pymysql://etl:{PASSWORD}@127.0.0.1:{port}/covid19")
+
+    status = main(["run", "--data-dir", str(data_dir)])
+
+    out, err = capsys.readouterr()
+    assert (status, out) == (1, "")
+    assert err.startswith(f"covid-etl run: error: cannot connect to mysql+pymysql://etl:***@127.0.0.1:{port}/covid19: ")
+    assert PASSWORD not in err
+    assert not (tmp_path / "etl_home" / "lake").exists()
 
 
 class TableLock:

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +148,8 @@ def kill_once_spark_writes(command: list[str], env: dict[str, str], lake: Path, 
             assert time.monotonic() < deadline, "Spark wrote nothing within 10 minutes"
             time.sleep(0.05)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
 
 
@@ -215,6 +216,7 @@ def test_no_output_event_record_or_file_of_the_runs_holds_a_secret(runs: Runs) -
 
 # -- SQL: identifiers from the allow-lists, values bound ---------------------------------------------------
 #: Text values that would change a statement if they were ever formatted into it.
+LOCATIONS = "fact_location_daily"
 HOSTILE = ["Robert'); DROP TABLE covid19_time_series; --", 'Korea, "South"', "back\\slash %s %(x)s ? :x", "semi;colon"]
 
 
@@ -225,10 +227,10 @@ class Statement:
 
 
 class StatementLog:
-    """Every SQL statement the pipeline's own code hands to a database, as the driver receives it: through raw
-    DBAPI cursors (the warehouse loads, the streamed source read) or through a SQLAlchemy connection (``text``,
-    ``exec_driver_sql``, Core statements). What SQLAlchemy sends on its own behalf (reflection, ``create_all``,
-    dialect set-up) is left out: its identifiers come from SQLAlchemy ``Table`` objects."""
+    """Every SQL text the pipeline's own code hands to a database, as the driver receives it: through raw DBAPI
+    cursors (the warehouse loads, the streamed source read) or through a SQLAlchemy connection (``text``,
+    ``exec_driver_sql``). What SQLAlchemy writes itself (Core statements, reflection, ``create_all``, dialect
+    set-up) is left out: its identifiers come from SQLAlchemy ``Table`` objects built from the allow-lists."""
 
     def __init__(self) -> None:
         self.statements: list[Statement] = []
@@ -283,8 +285,11 @@ class StatementLog:
 
         return MySQLConnection(*cargs, **cparams)
 
-    # SQLAlchemy connections: record what a frame of the pipeline passes to Connection.execute/exec_driver_sql
+    # SQLAlchemy connections: record the SQL text a frame of the pipeline passes to Connection.execute (``text``)
+    # or Connection.exec_driver_sql
     def _before_cursor_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if context.compiled is not None and not isinstance(context.compiled.statement, sa.TextClause):
+            return  # a Core statement: SQLAlchemy wrote it from Table objects
         frame = sys._getframe(1)
         while frame is not None and not (frame.f_globals.get("__name__") == "sqlalchemy.engine.base"
                                          and frame.f_code.co_name in {"execute", "exec_driver_sql"}):
@@ -362,7 +367,7 @@ def hostile_warehouse_table(name: str, rows: int = 8) -> pa.Table:
     for c in table.columns:
         column = [values[c.type](i) for i in range(rows)]
         if c.nullable:
-            column[0] = None
+            column[3] = None
         columns[c.name] = pa.array(column, types[c.type])
     return pa.table(columns)
 
@@ -496,9 +501,6 @@ def test_a_table_outside_the_allow_list_is_refused_by_the_warehouse_and_by_the_a
     assert log.statements == []
 
 
-LOCATIONS = "fact_location_daily"
-
-
 # -- the dashboard ------------------------------------------------------------------------------------------
 def listening_addresses(pid: int) -> set[tuple[str, int]]:
     return {c.laddr[:2] for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
@@ -518,11 +520,3 @@ def test_the_dashboard_listens_on_127_0_0_1_only_by_default(tmp_path: Path) -> N
             process.wait(timeout=20)
         log.seek(0)
         assert f"Dashboard on http://127.0.0.1:{port}/" in log.read().decode()
-
-
-def refuses(make: Callable[[], object]) -> bool:
-    try:
-        make()
-    except OSError:
-        return True
-    return False
