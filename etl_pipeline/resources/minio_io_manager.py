@@ -23,7 +23,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from etl_pipeline.resources.lake_paths import lake_path, split_s3_url
+from etl_pipeline.resources.arrow_input import as_reader
+from etl_pipeline.resources.lake_paths import lake_path, s3_filesystem, split_s3_url
 from etl_pipeline.retries import retry_only_transient
 
 PREVIEW_ROWS = 5
@@ -50,18 +51,7 @@ class MinIOIOManager(dg.ConfigurableIOManager):
     def filesystem(self) -> pafs.FileSystem:
         if not self.is_s3:
             return pafs.LocalFileSystem()
-        endpoint = self.s3_endpoint_url
-        scheme, _, host = (endpoint or "").partition("://")
-        return pafs.S3FileSystem(
-            access_key=self.aws_access_key_id,
-            secret_key=self.aws_secret_access_key,
-            endpoint_override=host or None,
-            scheme=scheme or "https",
-            region="us-east-1",
-            allow_bucket_creation=True,
-            connect_timeout=10,
-            request_timeout=60,
-        )
+        return s3_filesystem(self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key)
 
     def location(self, key_path: list[str]) -> str:
         """The path as the filesystem sees it: ``bucket/prefix/...`` on S3, an absolute path locally."""
@@ -86,7 +76,7 @@ class MinIOIOManager(dg.ConfigurableIOManager):
 
     def write(self, path: str, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> tuple[int, pa.Schema, pa.Table]:
         """Write ``obj`` atomically at ``path``; returns (rows, schema, first rows)."""
-        reader = _as_reader(obj)
+        reader = as_reader(obj)
         fs = self.filesystem()
         temporary = f"{path}.tmp-{uuid.uuid4().hex}"
         moved = False
@@ -130,16 +120,6 @@ class MinIOIOManager(dg.ConfigurableIOManager):
             return dataset.scanner(batch_size=READ_BATCH_ROWS).to_reader()
         except (OSError, pa.ArrowException) as exc:
             raise LakeError(f"reading Parquet from the lake failed ({self._where(path)}): {exc}") from exc
-
-
-def _as_reader(obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> pa.RecordBatchReader:
-    if isinstance(obj, pa.RecordBatchReader):
-        return obj
-    if isinstance(obj, pd.DataFrame):
-        obj = pa.Table.from_pandas(obj, preserve_index=False)
-    if isinstance(obj, pa.Table):
-        return pa.RecordBatchReader.from_batches(obj.schema, obj.to_batches())
-    raise TypeError(f"cannot write {type(obj).__name__} to the lake; expected a RecordBatchReader, Table or DataFrame")
 
 
 def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:

@@ -156,7 +156,8 @@ class MySQLIOManager(dg.ConfigurableIOManager):
 
     def _replace_mysql(self, schemas: Mapping[str, TableSchema], frames: Mapping[str, pd.DataFrame]) -> None:
         metadata = sa.MetaData()
-        finals = {name: sql_table(schema, metadata=metadata) for name, schema in schemas.items()}
+        for schema in schemas.values():
+            sql_table(schema, metadata=metadata)  # the final tables too, so that create_all makes missing ones
         stages = {name: sql_table(schema, f"_stage_{name}", metadata) for name, schema in schemas.items()}
         metadata.drop_all(self._engine, tables=list(stages.values()))
         metadata.create_all(self._engine)  # staging tables, and final tables if missing, so RENAME can swap

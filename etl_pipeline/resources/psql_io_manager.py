@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from etl_pipeline.resources.arrow_input import as_reader
 from etl_pipeline.resources.db import (
     CONNECT_TIMEOUT_S,
     DatabaseUnavailableError,
@@ -83,17 +84,6 @@ class LoadStats:
 
 def arrow_schema(table: WarehouseTable) -> pa.Schema:
     return pa.schema([pa.field(c.name, _ARROW_TYPES[c.type], nullable=c.nullable) for c in table.columns])
-
-
-def as_reader(obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> pa.RecordBatchReader:
-    if isinstance(obj, pa.RecordBatchReader):
-        return obj
-    if isinstance(obj, pd.DataFrame):
-        obj = pa.Table.from_pandas(obj, preserve_index=False)
-    if isinstance(obj, pa.Table):
-        return pa.RecordBatchReader.from_batches(obj.schema, obj.to_batches())
-    raise TypeError(f"cannot load {type(obj).__name__} into the warehouse; "
-                    "expected a RecordBatchReader, Table or DataFrame")
 
 
 def check_columns(names: Sequence[str], table: WarehouseTable) -> None:

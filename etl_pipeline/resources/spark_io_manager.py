@@ -35,7 +35,6 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import dagster as dg
 import pyarrow.fs as pafs
@@ -44,7 +43,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
-from etl_pipeline.resources.lake_paths import lake_path, split_s3_url
+from etl_pipeline.resources.lake_paths import lake_path, s3_filesystem, split_s3_url
 from etl_pipeline.resources.spark import SparkSessionResource
 
 SUCCESS_MARKER = "_SUCCESS"
@@ -154,18 +153,6 @@ class S3LakeFiles(LakeFiles):
         for path in files:
             self.fs.copy_file(path, target_root + "/" + posixpath.relpath(path, source_root))
         self.delete(staging)
-
-
-def s3_filesystem(endpoint_url: str | None, access_key: str | None, secret_key: str | None) -> pafs.S3FileSystem:
-    options: dict[str, Any] = {
-        "access_key": access_key,
-        "secret_key": secret_key,
-        "region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
-    }
-    if endpoint_url:
-        parsed = urlparse(endpoint_url)
-        options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
-    return pafs.S3FileSystem(**options)
 
 
 class SparkIOManager(dg.ConfigurableIOManager):

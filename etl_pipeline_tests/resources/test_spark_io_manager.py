@@ -20,20 +20,18 @@ from typing import Any
 import boto3
 import dagster as dg
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
-from etl_pipeline.resources.lake_paths import lake_path
+from etl_pipeline.resources.lake_paths import lake_path, s3_filesystem
 from etl_pipeline.resources.spark import SparkSessionResource
 from etl_pipeline.resources.spark_io_manager import (
     S3LakeFiles,
     SparkIOManager,
     markdown_table,
-    s3_filesystem,
     spark_path,
 )
 from etl_pipeline_tests.conftest import REPO_ROOT, MotoS3, unavailable
