@@ -21,6 +21,17 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("COVID_TEST_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "covid19"))
 
+#: JHU name -> worldometer name (after trimming) where they differ, written out by hand from
+#: shared/data/README.md so that tests do not trust the package's own reference table.
+WORLDOMETER_NAMES = {
+    "Burma": "Myanmar", "Central African Republic": "CAR", "Congo (Brazzaville)": "Congo",
+    "Congo (Kinshasa)": "DRC", "Cote d'Ivoire": "Ivory Coast", "Holy See": "Vatican City",
+    "Saint Vincent and the Grenadines": "St. Vincent Grenadines", "South Korea": "S. Korea", "Taiwan*": "Taiwan",
+    "US": "USA", "United Arab Emirates": "UAE", "United Kingdom": "UK", "West Bank and Gaza": "Palestine",
+}
+#: The JHU countries worldometer lacks, with the continent a reviewer gives them.
+ABSENT_FROM_WORLDOMETER = {"China": "Asia", "Kosovo": "Europe"}
+
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_ADMIN_URL", "mysql+pymysql://root@127.0.0.1:3306")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 

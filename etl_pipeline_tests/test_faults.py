@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import boto3
 import dagster as dg
@@ -67,14 +68,15 @@ class Outcome:
         restarts = self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_RESTARTED)
         return 1 + sum(1 for e in restarts if e.step_key == "__".join(key))
 
+    def _retries(self) -> list[dg.DagsterEvent]:
+        return self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
+
     def retry_delays(self) -> list[float]:
-        retries = self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
-        return [e.event_specific_data.seconds_to_wait for e in retries]
+        return [e.event_specific_data.seconds_to_wait for e in self._retries()]
 
     def retry_errors(self) -> list[str]:
         """Why each failed attempt before the last one failed."""
-        retries = self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
-        return [failure_message(e.event_specific_data.error) for e in retries]
+        return [failure_message(e.event_specific_data.error) for e in self._retries()]
 
     def failure(self) -> str:
         """The single failure line ``covid-etl run`` prints."""
@@ -245,7 +247,7 @@ class BackendTerminator:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self) -> BackendTerminator:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -273,9 +273,11 @@ class StatementLog:
         if dialect.name == "postgresql":
             return psycopg2.connect(*cargs, cursor_factory=cursor_class(psycopg2.extensions.cursor), **cparams)
         if dialect.name == "sqlite":
+            recording = cursor_class(sqlite3.Cursor)
+
             class Connection(sqlite3.Connection):
-                def cursor(self, factory=cursor_class(sqlite3.Cursor)):
-                    return super().cursor(factory)
+                def cursor(self, factory=None):
+                    return super().cursor(factory or recording)
 
             return sqlite3.connect(*cargs, factory=Connection, **cparams)
 

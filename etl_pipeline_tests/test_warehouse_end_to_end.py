@@ -19,18 +19,12 @@ import pytest
 import sqlalchemy as sa
 
 from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
-from etl_pipeline_tests.conftest import covid_etl, embedded_env
-
-#: JHU name -> worldometer name, for the countries spelled differently (shared/data/README.md), written out
-#: here by hand so that the test does not trust the package's own reference table.
-WORLDOMETER_NAMES = {
-    "Burma": "Myanmar", "Central African Republic": "CAR", "Congo (Brazzaville)": "Congo",
-    "Congo (Kinshasa)": "DRC", "Cote d'Ivoire": "Ivory Coast", "Holy See": "Vatican City",
-    "Saint Vincent and the Grenadines": "St. Vincent Grenadines", "South Korea": "S. Korea", "Taiwan*": "Taiwan",
-    "US": "USA", "United Arab Emirates": "UAE", "United Kingdom": "UK", "West Bank and Gaza": "Palestine",
-}
-#: The JHU countries worldometer lacks, with the continent a reviewer would give them.
-ABSENT_FROM_WORLDOMETER = {"China": "Asia", "Kosovo": "Europe"}
+from etl_pipeline_tests.conftest import (
+    ABSENT_FROM_WORLDOMETER,
+    WORLDOMETER_NAMES,
+    covid_etl,
+    embedded_env,
+)
 
 
 @pytest.fixture(scope="module")

@@ -20,28 +20,16 @@ import pytest
 import sqlalchemy as sa
 
 from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
-from etl_pipeline_tests.conftest import REPO_ROOT, free_port, unavailable, wait_for_port
+from etl_pipeline_tests.conftest import (
+    ABSENT_FROM_WORLDOMETER,
+    REPO_ROOT,
+    WORLDOMETER_NAMES,
+    free_port,
+    unavailable,
+    wait_for_port,
+)
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-
-#: JHU name -> worldometer name where they differ (worldometer also pads 'Brunei ' with a space).
-WORLDOMETER_NAMES = {
-    "Burma": "Myanmar",
-    "Central African Republic": "CAR",
-    "Congo (Brazzaville)": "Congo",
-    "Congo (Kinshasa)": "DRC",
-    "Cote d'Ivoire": "Ivory Coast",
-    "Holy See": "Vatican City",
-    "Saint Vincent and the Grenadines": "St. Vincent Grenadines",
-    "South Korea": "S. Korea",
-    "Taiwan*": "Taiwan",
-    "US": "USA",
-    "United Arab Emirates": "UAE",
-    "United Kingdom": "UK",
-    "West Bank and Gaza": "Palestine",
-}
-#: Countries worldometer lacks altogether.
-EXTRA_CONTINENTS = {"China": "Asia", "Kosovo": "Europe"}
 
 _SA_TYPES = {"text": sa.Text, "bigint": sa.BigInteger, "integer": sa.Integer, "double": sa.Float, "date": sa.Date}
 
@@ -76,7 +64,7 @@ def build_tables(sources: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     countries = pd.DataFrame(
         {
             "country_region": names.to_numpy(),
-            "continent": matched.map(world["Continent"]).fillna(names.map(EXTRA_CONTINENTS)).to_numpy(),
+            "continent": matched.map(world["Continent"]).fillna(names.map(ABSENT_FROM_WORLDOMETER)).to_numpy(),
             "who_region": names.map(
                 series.drop_duplicates("country_region").set_index("country_region")["who_region"]
             ).to_numpy(),

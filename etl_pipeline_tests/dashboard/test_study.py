@@ -21,8 +21,12 @@ from dashboard.study import (
     treated_rank,
     weights_table,
 )
-from etl_pipeline.analytics.synthetic_control import PanelError, fit_synthetic_control, placebo_test
-from etl_pipeline_tests.dashboard.conftest import WORLDOMETER_NAMES
+from etl_pipeline.analytics.synthetic_control import (
+    PanelError,
+    fit_synthetic_control,
+    placebo_test,
+)
+from etl_pipeline_tests.conftest import WORLDOMETER_NAMES
 
 SOUTHEAST_ASIA = ["Vietnam", *DEFAULT_DONORS]
 

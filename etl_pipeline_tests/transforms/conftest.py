@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import DataType, DateType, DoubleType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    DataType,
+    DateType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from etl_pipeline.transforms import gold, silver
 from etl_pipeline.transforms.countries import country_reference_df
@@ -27,28 +35,12 @@ from etl_pipeline.transforms.source_schema import (
     WORLDOMETER,
     TableSchema,
 )
+from etl_pipeline_tests.conftest import ABSENT_FROM_WORLDOMETER, WORLDOMETER_NAMES
 
 SPARK_TYPES: dict[str, DataType] = {"str": StringType(), "int": LongType(), "float": DoubleType(), "date": DateType()}
 
-#: JHU name -> worldometer name for the countries whose names differ (written out here, independently of the
-#: packaged reference). China and Kosovo have no worldometer row at all.
-RENAMED = {
-    "Brunei": "Brunei ",
-    "Burma": "Myanmar",
-    "Central African Republic": "CAR",
-    "Congo (Brazzaville)": "Congo",
-    "Congo (Kinshasa)": "DRC",
-    "Cote d'Ivoire": "Ivory Coast",
-    "Holy See": "Vatican City",
-    "Saint Vincent and the Grenadines": "St. Vincent Grenadines",
-    "South Korea": "S. Korea",
-    "Taiwan*": "Taiwan",
-    "US": "USA",
-    "United Arab Emirates": "UAE",
-    "United Kingdom": "UK",
-    "West Bank and Gaza": "Palestine",
-}
-ABSENT_FROM_WORLDOMETER = {"China", "Kosovo"}
+#: JHU name -> worldometer name as spelled in the raw CSV (with 'Brunei ''s trailing space).
+RENAMED = {**WORLDOMETER_NAMES, "Brunei": "Brunei "}
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +66,7 @@ def renamed() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def absent_from_worldometer() -> set[str]:
-    return ABSENT_FROM_WORLDOMETER
+    return set(ABSENT_FROM_WORLDOMETER)
 
 
 @pytest.fixture(scope="session")
