@@ -48,6 +48,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 ALL_ASSETS_JOB = "covid19_etl_job"
+#: Tag of every run of the whole-platform job; deploy/dagster.yaml lets one such run execute at a time.
+WRITES_TAG = "covid19/writes"
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -55,6 +57,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     everything = dg.define_asset_job(
         ALL_ASSETS_JOB, selection=dg.AssetSelection.all(),
         description="Every asset of the platform, source database to warehouse, with all asset checks.",
+        tags={WRITES_TAG: "lake-and-warehouse"},
     )
     return dg.Definitions(
         assets=[*source_assets, *bronze_assets, *silver_assets, *gold_assets, *warehouse_assets],

@@ -33,6 +33,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from etl_pipeline.definitions import WRITES_TAG
 from etl_pipeline.resources.spark import parse_spark_defaults, resolve_conf_file
 from etl_pipeline_tests.conftest import REPO_ROOT, unavailable
 
@@ -429,7 +430,11 @@ def test_the_dagster_instance_keeps_everything_in_postgres(postgres_url: str, tm
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
     from dagster._core.run_coordinator import QueuedRunCoordinator
-    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+    from dagster_postgres import (
+        PostgresEventLogStorage,
+        PostgresRunStorage,
+        PostgresScheduleStorage,
+    )
 
     config = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     assert config["local_artifact_storage"]["config"]["base_dir"] == "/opt/dagster/storage"
@@ -450,7 +455,8 @@ def test_the_dagster_instance_keeps_everything_in_postgres(postgres_url: str, tm
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 2
-        assert [(limit["key"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [("dagster/backfill", 1)]
+        assert [(limit["key"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [
+            ("dagster/backfill", 1), (WRITES_TAG, 1)]
         assert not instance.telemetry_enabled
         assert instance.get_runs_count() == 0
     finally:

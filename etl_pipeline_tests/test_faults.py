@@ -502,6 +502,7 @@ def test_a_source_connection_killed_during_extraction_is_retried_and_bronze_hold
     assert len(killed) == 1
     assert outcome.result.success, outcome.summary.format()
     assert outcome.attempts(BRONZE_POSITIONS) == 2
+    assert "Lost connection to MySQL server during query" in outcome.retry_errors()[0]
     path = lake / "bronze" / "medical" / f"{POSITIONS}.pq"
     assert lake_files(lake) == [str(path.relative_to(lake))]  # no temporary file left by the failed attempt
     pd.testing.assert_frame_equal(bronze_frame(path), expected_positions(data_dir))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from etl_pipeline.definitions import ALL_ASSETS_JOB, defs
+from etl_pipeline.definitions import ALL_ASSETS_JOB, WRITES_TAG, defs
 
 LAYERS = {"source", "bronze", "silver", "gold", "warehouse"}
 
@@ -17,6 +17,10 @@ def test_one_job_materializes_every_executable_asset_with_its_checks():
     assert set(job.asset_layer.executable_asset_keys) == executable
     assert len(executable) == 4 + 5 + 6 + 6  # bronze, silver, gold, warehouse; the source tables are external
     assert set(job.asset_layer.asset_graph.asset_check_keys) == set(graph.asset_check_keys)
+
+
+def test_runs_of_the_job_carry_the_tag_that_serializes_them_in_deployment():
+    assert defs.resolve_job_def(ALL_ASSETS_JOB).tags[WRITES_TAG] == "lake-and-warehouse"
 
 
 def test_daily_schedule_runs_the_job_at_one_utc():
