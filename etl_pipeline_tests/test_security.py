@@ -200,7 +200,7 @@ def test_the_run_after_a_crash_completes_and_stores_what_an_undisturbed_run_stor
     assert runs.success, runs.texts["output of the complete run"]
     assert "source database already seeded from these files; not reloaded" in runs.texts["output of the complete run"]
     assert content_digest(runs.accounts.warehouse_url) == content_digest(f"sqlite:///{reference / 'warehouse.db'}")
-    # the killed run's Spark output stays beside its target, never under it (docs/operations.md says what to do)
+    # the killed run's Spark output stays beside its target, never under it (README "Operations" says what to do)
     left = leftovers(runs.home)
     assert left and all(".pq.__staging-" in path for path in left), left
 
