@@ -45,6 +45,20 @@ def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from etl_pipeline.bench.runner import BenchOptions, run_bench
+    from etl_pipeline.run import ensure_data
+
+    data_dir = args.data_dir or settings.covid_data_dir
+    ensure_data(data_dir)
+    results = run_bench(BenchOptions(
+        data_dir=data_dir, quick=args.quick, repeat=args.repeat, only=tuple(args.only or ()),
+        source_db_url=settings.source_db_url, warehouse_db_url=settings.warehouse_db_url, json_path=args.json,
+    ))
+    # The targets are set for the real dataset: a quick run reports them but does not fail on them.
+    return 0 if args.quick or all(r.met is not False for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="covid-etl", description="COVID-19 medallion ETL platform")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="seed if needed, then materialize every asset once and print a summary")
     run.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR)")
     run.set_defaults(handler=_run)
+
+    bench = commands.add_parser("bench", help="measure the pipeline against the original methods and a pandas floor")
+    bench.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    bench.add_argument("--quick", action="store_true", help="a tiny dataset and no scale runs (for CI)")
+    bench.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR)")
+    bench.add_argument("--repeat", type=int, default=3, help="repetitions of each measurement (default: 3)")
+    bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (default: all)")
+    bench.set_defaults(handler=_bench)
 
     dashboard = commands.add_parser("dashboard", help="serve the Dash app over the warehouse")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")

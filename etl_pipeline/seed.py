@@ -1,8 +1,13 @@
-"""``covid-etl seed``: validate the four CSV files completely, then replace the source tables in one go."""
+"""``covid-etl seed``: validate the four CSV files completely, then replace the source tables in one go.
+
+Files are validated as streams; a large file's typed rows wait in a temporary Parquet file between validation
+and loading, so seeding takes about the same memory whatever the size of the files.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,7 +15,7 @@ import sqlalchemy as sa
 from etl_pipeline.resources.db import check_connection, get_engine
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
-from etl_pipeline.transforms.source_validation import read_source_files
+from etl_pipeline.transforms.source_validation import validate_source_files
 
 
 def seed_source(source_db_url: str, data_dir: Path) -> dict[str, int]:
@@ -18,10 +23,11 @@ def seed_source(source_db_url: str, data_dir: Path) -> dict[str, int]:
 
     Raises ``SourceValidationError`` (nothing touched) or ``SourceLoadError`` (previous content kept).
     """
-    frames = read_source_files(SOURCE_TABLES.values(), data_dir)
-    MySQLIOManager(url=source_db_url).replace_tables(frames)
+    with tempfile.TemporaryDirectory(prefix="covid-etl-seed-") as spill:
+        tables = validate_source_files(SOURCE_TABLES.values(), data_dir, spill_dir=Path(spill))
+        MySQLIOManager(url=source_db_url).replace_tables(tables)
     _record_fingerprint(source_db_url, data_fingerprint(data_dir))
-    return {name: len(frame) for name, frame in frames.items()}
+    return {name: table.rows for name, table in tables.items()}
 
 
 def needs_seed(source_db_url: str, data_dir: Path) -> bool:
@@ -55,5 +61,6 @@ def data_fingerprint(data_dir: Path) -> str:
     """sha256 over the four files' contents: what a source database seeded from ``data_dir`` holds."""
     digest = hashlib.sha256()
     for schema in SOURCE_TABLES.values():
-        digest.update(hashlib.sha256((data_dir / schema.file_name).read_bytes()).digest())
+        with (data_dir / schema.file_name).open("rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from etl_pipeline.assets.checks import finding_result, key_checks
-from etl_pipeline.assets.silver import silver_in
+from etl_pipeline.assets.checks import KeyChecks, finding, finding_result, findings_by, key_checks, table_step_name
+from etl_pipeline.assets.silver import silver_in, silver_key
 from etl_pipeline.transforms import gold, quality
 from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
 
@@ -67,74 +69,94 @@ def fact_location_daily(positions: DataFrame) -> DataFrame:
 
 gold_assets = [daily_stats, continent_stats, dim_country, dim_date, fact_daily_cases, fact_location_daily]
 
-_COUNTRY_WISE = {"country_wise": silver_in("covid19_country_wise")}
 _ERROR, _WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+_DAILY = dg.AssetKey(gold_key("covid19_daily_stats"))
+_DAILY_KEYS = KeyChecks(_DAILY, WAREHOUSE_TABLES["covid19_daily_stats"].primary_key)
 
 
-@dg.asset_check(asset=daily_stats, name="reconciles_with_country_wise", blocking=True, additional_ins=_COUNTRY_WISE,
-                description="Each country's counts on its last date equal covid19_country_wise exactly.")
-def reconciles_with_country_wise(daily_stats: DataFrame, country_wise: DataFrame) -> dg.AssetCheckResult:
-    found = quality.reconcile_country_totals(daily_stats, country_wise)
-    return finding_result(quality.summarize(found, ["country_region"]), severity=_ERROR,
-                          what="countries whose last-date counts differ from covid19_country_wise")
+@dg.multi_asset_check(
+    name=table_step_name(_DAILY),
+    ins={"daily_stats": gold_in("covid19_daily_stats"), "country_wise": silver_in("covid19_country_wise"),
+         "time_series": silver_in("covid19_time_series"), "positions": silver_in("covid19_cases_position")},
+    specs=[
+        *_DAILY_KEYS.specs,
+        dg.AssetCheckSpec("reconciles_with_country_wise", asset=_DAILY, blocking=True,
+                          additional_deps=[silver_key("covid19_country_wise")],
+                          description="Each country's counts on its last date equal covid19_country_wise exactly."),
+        dg.AssetCheckSpec("provinces_sum_to_country", asset=_DAILY,
+                          additional_deps=[silver_key("covid19_time_series"), silver_key("covid19_cases_position")],
+                          description="Per (date, country), the position rows summed over provinces equal the "
+                          "time series."),
+        dg.AssetCheckSpec("cumulative_counts_never_decrease", asset=_DAILY, description="Data quality (warning): "
+                          "cumulative confirmed/deaths/recovered that go down from one day to the next, as reported "
+                          "by the source."),
+        dg.AssetCheckSpec("no_negative_values", asset=_DAILY, description="Data quality (warning): negative daily "
+                          "new counts or negative active cases."),
+    ],
+)
+def daily_stats_checks(daily_stats: DataFrame, country_wise: DataFrame, time_series: DataFrame,
+                       positions: DataFrame) -> Iterator[dg.AssetCheckResult]:
+    yield from _DAILY_KEYS.evaluate(daily_stats)
+    yield finding_result(finding(quality.reconcile_country_totals(daily_stats, country_wise), ["country_region"]),
+                         check=_DAILY_KEYS.check("reconciles_with_country_wise"), severity=_ERROR,
+                         what="countries whose last-date counts differ from covid19_country_wise")
+    yield finding_result(finding(quality.reconcile_daily_with_positions(time_series, positions),
+                                 ["date", "country_region"]),
+                         check=_DAILY_KEYS.check("provinces_sum_to_country"), severity=_ERROR,
+                         what="(date, country) pairs where provinces do not sum to the time series")
+    yield cumulative_counts_never_decrease(daily_stats)
+    yield no_negative_values(daily_stats)
 
 
-@dg.asset_check(asset=daily_stats, name="provinces_sum_to_country", additional_ins={
-    "time_series": silver_in("covid19_time_series"), "positions": silver_in("covid19_cases_position")},
-    description="Per (date, country), the position rows summed over provinces equal the time series.")
-def provinces_sum_to_country(daily_stats: DataFrame, time_series: DataFrame, positions: DataFrame) -> dg.AssetCheckResult:
-    found = quality.reconcile_daily_with_positions(time_series, positions)
-    return finding_result(quality.summarize(found, ["date", "country_region"]), severity=_ERROR,
-                          what="(date, country) pairs where provinces do not sum to the time series")
-
-
-@dg.asset_check(asset=daily_stats, name="cumulative_counts_never_decrease",
-                description="Data quality (warning): cumulative confirmed/deaths/recovered that go down from one "
-                "day to the next, as reported by the source.")
 def cumulative_counts_never_decrease(daily_stats: DataFrame) -> dg.AssetCheckResult:
-    findings = {m: quality.summarize(quality.cumulative_decreases(daily_stats, ["country_region"], "date", m),
-                                     ["country_region", "date"])
+    findings = {m: finding(quality.cumulative_decreases(daily_stats, ["country_region"], "date", m),
+                           ["country_region", "date"])
                 for m in ("confirmed", "deaths", "recovered")}
     total = sum(f["count"] for f in findings.values())
     return dg.AssetCheckResult(
-        passed=total == 0, severity=_WARN,
+        asset_key=_DAILY, check_name="cumulative_counts_never_decrease", passed=total == 0, severity=_WARN,
         description=", ".join(f"{f['count']} decreases in {m}" for m, f in findings.items()),
         metadata={f"{m}_decreases": f["count"] for m, f in findings.items()}
         | {f"{m}_examples": f["examples"] for m, f in findings.items()},
     )
 
 
-@dg.asset_check(asset=daily_stats, name="no_negative_values",
-                description="Data quality (warning): negative daily new counts or negative active cases.")
 def no_negative_values(daily_stats: DataFrame) -> dg.AssetCheckResult:
     columns = ["new_cases", "new_deaths", "new_recovered", "active"]
-    found = quality.summarize_by(quality.negative_values(daily_stats, columns), "negative_column",
-                                 ["country_region", "date"])
+    found = findings_by(quality.negative_values(daily_stats, columns), "negative_column", ["country_region", "date"])
     counts = {c: found.get(c, {"count": 0})["count"] for c in columns}
     return dg.AssetCheckResult(
-        passed=sum(counts.values()) == 0, severity=_WARN,
+        asset_key=_DAILY, check_name="no_negative_values", passed=sum(counts.values()) == 0, severity=_WARN,
         description=", ".join(f"{n} negative {c}" for c, n in counts.items()),
         metadata={f"negative_{c}": n for c, n in counts.items()}
         | {f"negative_{c}_examples": f["examples"] for c, f in found.items()},
     )
 
 
-@dg.asset_check(asset=continent_stats, name="totals_equal_source", blocking=True, additional_ins=_COUNTRY_WISE,
-                description="Continent totals add up to the source's global totals, measure by measure.")
-def totals_equal_source(continent_stats: DataFrame, country_wise: DataFrame) -> dg.AssetCheckResult:
+_CONTINENT = dg.AssetKey(gold_key("covid19_continent_stats"))
+_CONTINENT_KEYS = KeyChecks(_CONTINENT, WAREHOUSE_TABLES["covid19_continent_stats"].primary_key)
+
+
+@dg.multi_asset_check(
+    name=table_step_name(_CONTINENT),
+    ins={"continent_stats": gold_in("covid19_continent_stats"), "country_wise": silver_in("covid19_country_wise")},
+    specs=[*_CONTINENT_KEYS.specs, dg.AssetCheckSpec(
+        "totals_equal_source", asset=_CONTINENT, blocking=True, additional_deps=[silver_key("covid19_country_wise")],
+        description="Continent totals add up to the source's global totals, measure by measure.")],
+)
+def continent_stats_checks(continent_stats: DataFrame, country_wise: DataFrame) -> Iterator[dg.AssetCheckResult]:
+    yield from _CONTINENT_KEYS.evaluate(continent_stats)
     rows = [r.asDict() for r in quality.reconcile_overall(continent_stats, country_wise).collect()]
-    return dg.AssetCheckResult(
+    yield dg.AssetCheckResult(
+        asset_key=_CONTINENT, check_name="totals_equal_source",
         passed=all(r["difference"] == 0 for r in rows), severity=_ERROR,
         metadata={r["measure"]: {"gold": r["gold_total"], "source": r["source_total"]} for r in rows},
     )
 
 
 gold_checks = [
-    *(check for table in gold_assets for check in key_checks(
-        list(table.key.path), WAREHOUSE_TABLES[table.key.path[-1]].primary_key)),
-    reconciles_with_country_wise,
-    provinces_sum_to_country,
-    cumulative_counts_never_decrease,
-    no_negative_values,
-    totals_equal_source,
+    daily_stats_checks,
+    continent_stats_checks,
+    *(key_checks(gold_key(table), WAREHOUSE_TABLES[table].primary_key)
+      for table in ("dim_country", "dim_date", "fact_daily_cases", "fact_location_daily")),
 ]

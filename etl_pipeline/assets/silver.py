@@ -4,10 +4,12 @@ one row per JHU country with its continent, WHO region, population and coordinat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from etl_pipeline.assets.checks import finding_result, key_checks
+from etl_pipeline.assets.checks import KeyChecks, finding, finding_result, key_checks, table_step_name
 from etl_pipeline.resources.spark import SparkSessionResource
 from etl_pipeline.transforms import quality, silver
 from etl_pipeline.transforms.countries import country_reference_df
@@ -21,8 +23,12 @@ def bronze_in(table: str) -> dg.AssetIn:
     return dg.AssetIn(key=["bronze", "medical", table], input_manager_key="spark_io_manager")
 
 
+def silver_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["silver", "medical", table])
+
+
 def silver_in(table: str) -> dg.AssetIn:
-    return dg.AssetIn(key=["silver", "medical", table])
+    return dg.AssetIn(key=silver_key(table))
 
 
 def _cleaned_asset(table: str) -> dg.AssetsDefinition:
@@ -77,51 +83,56 @@ silver_assets = [
 ]
 
 
-@dg.asset_check(
-    asset=silver_countries,
-    name="every_country_mapped",
-    blocking=True,
-    description="Every JHU country has a continent in the reviewed reference; an unknown name blocks gold.",
-)
-def every_country_mapped(silver_countries: DataFrame) -> dg.AssetCheckResult:
-    return finding_result(quality.summarize(silver.unmapped_countries(silver_countries), ["country_region"]),
-                          severity=dg.AssetCheckSeverity.ERROR,
-                          what="countries missing from etl_pipeline/transforms/country_reference.csv")
+_COUNTRIES = dg.AssetKey(["silver", "medical", "covid19_countries"])
+_COUNTRY_KEYS = KeyChecks(_COUNTRIES, ("country_region",))
 
 
-@dg.asset_check(
-    asset=silver_worldometer,
-    name="worldometer_only_rows",
-    description="worldometer rows that are no JHU country (ships, territories): kept out of continent totals "
-    "on purpose. Informational: passes, listing them.",
+@dg.multi_asset_check(
+    name=table_step_name(_COUNTRIES),
+    ins={"silver_countries": dg.AssetIn(key=_COUNTRIES)},
+    specs=[*_COUNTRY_KEYS.specs, dg.AssetCheckSpec(
+        "every_country_mapped", asset=_COUNTRIES, blocking=True,
+        description="Every JHU country has a continent in the reviewed reference; an unknown name blocks gold.")],
 )
-def worldometer_only_rows(silver_worldometer: DataFrame) -> dg.AssetCheckResult:
-    finding = quality.summarize(quality.worldometer_only(silver_worldometer), ["worldometer_name"], examples=50)
-    return dg.AssetCheckResult(
-        passed=True,
-        metadata={"rows": finding["count"], "names": [e["worldometer_name"] for e in finding["examples"]]},
+def countries_checks(silver_countries: DataFrame) -> Iterator[dg.AssetCheckResult]:
+    yield from _COUNTRY_KEYS.evaluate(silver_countries)
+    yield finding_result(finding(silver.unmapped_countries(silver_countries), ["country_region"]),
+                         check=dg.AssetCheckKey(_COUNTRIES, "every_country_mapped"),
+                         severity=dg.AssetCheckSeverity.ERROR,
+                         what="countries missing from etl_pipeline/transforms/country_reference.csv")
+
+
+_WORLDOMETER = dg.AssetKey(["silver", "medical", "covid19_worldometer"])
+
+
+@dg.multi_asset_check(
+    name=table_step_name(_WORLDOMETER),
+    ins={"silver_worldometer": dg.AssetIn(key=_WORLDOMETER)},
+    specs=[
+        dg.AssetCheckSpec("worldometer_only_rows", asset=_WORLDOMETER,
+                          description="worldometer rows that are no JHU country (ships, territories): kept out of "
+                          "continent totals on purpose. Informational: passes, listing them."),
+        dg.AssetCheckSpec("continent_agrees_with_reference", asset=_WORLDOMETER,
+                          description="Where worldometer names a continent, it equals the reviewed reference's."),
+    ],
+)
+def worldometer_checks(silver_worldometer: DataFrame, spark: SparkSessionResource) -> Iterator[dg.AssetCheckResult]:
+    only = finding(quality.worldometer_only(silver_worldometer), ["worldometer_name"], examples=50)
+    yield dg.AssetCheckResult(
+        asset_key=_WORLDOMETER, check_name="worldometer_only_rows", passed=True,
+        metadata={"rows": only["count"], "names": [e["worldometer_name"] for e in only["examples"]]},
     )
-
-
-@dg.asset_check(
-    asset=silver_worldometer,
-    name="continent_agrees_with_reference",
-    description="Where worldometer names a continent, it equals the reviewed reference's.",
-)
-def continent_agrees_with_reference(
-    silver_worldometer: DataFrame, spark: SparkSessionResource
-) -> dg.AssetCheckResult:
     found = quality.continent_disagreements(silver_worldometer, country_reference_df(spark.get_session()))
-    return finding_result(quality.summarize(found, ["country_region"]), severity=dg.AssetCheckSeverity.WARN,
-                          what="countries whose worldometer continent differs from the reference")
+    yield finding_result(finding(found, ["country_region"]),
+                         check=dg.AssetCheckKey(_WORLDOMETER, "continent_agrees_with_reference"),
+                         severity=dg.AssetCheckSeverity.WARN,
+                         what="countries whose worldometer continent differs from the reference")
 
 
 silver_checks = [
-    *key_checks(["silver", "medical", "covid19_time_series"], SOURCE_TABLES["covid19_time_series"].primary_key),
-    *key_checks(["silver", "medical", "covid19_cases_position"], SOURCE_TABLES["covid19_cases_position"].primary_key),
-    *key_checks(["silver", "medical", "covid19_country_wise"], ["country_region"]),
-    *key_checks(["silver", "medical", "covid19_countries"], ["country_region"]),
-    every_country_mapped,
-    worldometer_only_rows,
-    continent_agrees_with_reference,
+    *(key_checks(["silver", "medical", table], SOURCE_TABLES[table].primary_key)
+      for table in ("covid19_time_series", "covid19_cases_position")),
+    key_checks(["silver", "medical", "covid19_country_wise"], ["country_region"]),
+    countries_checks,
+    worldometer_checks,
 ]

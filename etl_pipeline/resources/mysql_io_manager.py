@@ -9,7 +9,9 @@ Storage contract:
 - Writing (:meth:`MySQLIOManager.replace_tables`, used by ``covid-etl seed``) replaces whole tables
   atomically: MySQL bulk-loads staging tables with ``LOAD DATA LOCAL INFILE`` (or batched ``executemany``
   with a warning when the server refuses local infile) and swaps them in with one ``RENAME TABLE``;
-  SQLite deletes and re-inserts inside one transaction. A failed load leaves the previous rows.
+  SQLite deletes and re-inserts inside one transaction. A failed load leaves the previous rows. A table
+  comes as a DataFrame or as chunks (:class:`TableChunks`, e.g. a validated file too large for memory);
+  it is loaded chunk by chunk.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 import dagster as dg
 import pandas as pd
@@ -75,6 +79,45 @@ def in_schema_order(schema: TableSchema, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[schema.column_names]
 
 
+class TableChunks(Protocol):
+    """A table to load: its row count and its rows as DataFrames, chunk by chunk
+    (:class:`~etl_pipeline.transforms.source_validation.ValidatedTable` is one)."""
+
+    rows: int
+
+    def chunks(self) -> Iterable[pd.DataFrame]: ...
+
+
+@dataclass(frozen=True)
+class _Ordered:
+    """A table's chunks with their columns in the schema's order (checked by :func:`in_schema_order`)."""
+
+    schema: TableSchema
+    table: TableChunks
+
+    @property
+    def rows(self) -> int:
+        return self.table.rows
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        for chunk in self.table.chunks():
+            yield in_schema_order(self.schema, chunk)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A DataFrame as a table of one chunk."""
+
+    frame: pd.DataFrame
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    def chunks(self) -> list[pd.DataFrame]:
+        return [self.frame]
+
+
 class MySQLIOManager(dg.ConfigurableIOManager):
     """Reads source tables for bronze; writes the seeded tables (see the module docstring)."""
 
@@ -127,10 +170,11 @@ class MySQLIOManager(dg.ConfigurableIOManager):
             self.replace_tables({context.asset_key.path[-1]: obj})
         context.add_output_metadata({"dagster/row_count": len(obj)})
 
-    def replace_tables(self, frames: Mapping[str, pd.DataFrame]) -> None:
-        """Replace the content of each named table by the validated frame, all or nothing."""
+    def replace_tables(self, frames: Mapping[str, pd.DataFrame | TableChunks]) -> None:
+        """Replace the content of each named table by the validated rows, all or nothing."""
         schemas = {name: table_schema(name) for name in frames}
-        frames = {name: in_schema_order(schemas[name], frame) for name, frame in frames.items()}
+        frames = {name: _Frame(in_schema_order(schemas[name], rows)) if isinstance(rows, pd.DataFrame)
+                  else _Ordered(schemas[name], rows) for name, rows in frames.items()}
         try:
             if self._is_mysql:
                 self._replace_mysql(schemas, frames)
@@ -145,16 +189,17 @@ class MySQLIOManager(dg.ConfigurableIOManager):
     def _is_mysql(self) -> bool:
         return self._engine.dialect.name == "mysql"
 
-    def _replace_generic(self, schemas: Mapping[str, TableSchema], frames: Mapping[str, pd.DataFrame]) -> None:
+    def _replace_generic(self, schemas: Mapping[str, TableSchema], frames: Mapping[str, TableChunks]) -> None:
         metadata = sa.MetaData()
         tables = {name: sql_table(schema, metadata=metadata) for name, schema in schemas.items()}
         metadata.create_all(self._engine)
         with self._engine.begin() as conn:
             for name, table in tables.items():
                 conn.execute(table.delete())
-                _insert_batches(conn, table, frames[name])
+                for chunk in frames[name].chunks():
+                    _insert_batches(conn, table, chunk)
 
-    def _replace_mysql(self, schemas: Mapping[str, TableSchema], frames: Mapping[str, pd.DataFrame]) -> None:
+    def _replace_mysql(self, schemas: Mapping[str, TableSchema], frames: Mapping[str, TableChunks]) -> None:
         metadata = sa.MetaData()
         for schema in schemas.values():
             sql_table(schema, metadata=metadata)  # the final tables too, so that create_all makes missing ones
@@ -166,8 +211,8 @@ class MySQLIOManager(dg.ConfigurableIOManager):
                 for name, stage in stages.items():
                     _bulk_load_mysql(conn, stage, frames[name])
                     loaded = conn.execute(sa.select(sa.func.count()).select_from(stage)).scalar_one()
-                    if loaded != len(frames[name]):
-                        raise SourceLoadError(f"{name}: staged {loaded} rows, expected {len(frames[name])}")
+                    if loaded != frames[name].rows:
+                        raise SourceLoadError(f"{name}: staged {loaded} rows, expected {frames[name].rows}")
             swaps = []
             for name in frames:
                 swaps += [f"{name} TO _old_{name}", f"_stage_{name} TO {name}"]
@@ -189,23 +234,45 @@ def _to_batch(rows: list[tuple], schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+def _rows(frame: pd.DataFrame, table: sa.Table, dialect: sa.Dialect) -> list[tuple]:
+    """The frame's rows as the driver takes them: NULL for missing values, each column through its SQL type's
+    bind processor (as SQLAlchemy would; e.g. dates become ISO text on SQLite), in the table's column order."""
+    columns = []
+    for column in table.columns:
+        values = frame[column.name]
+        values = values.astype(object).where(values.notna(), None).tolist()
+        if process := column.type.bind_processor(dialect):
+            values = [process(v) for v in values]
+        columns.append(values)
+    return list(zip(*columns))
+
+
+#: The positional placeholder of each DBAPI parameter style the source databases' drivers use.
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
 def _insert_batches(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
+    """``executemany`` straight on the driver: positional parameters, no dict per row."""
+    quote = conn.dialect.identifier_preparer.quote
+    placeholders = ", ".join(_PLACEHOLDERS[conn.dialect.paramstyle] for _ in table.columns)
+    statement = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in table.columns)}) "
+                 f"VALUES ({placeholders})")
     for start in range(0, len(frame), INSERT_BATCH_ROWS):
-        conn.execute(table.insert(), _records(frame.iloc[start:start + INSERT_BATCH_ROWS]))
+        conn.exec_driver_sql(statement, _rows(frame.iloc[start:start + INSERT_BATCH_ROWS], table, conn.dialect))
 
 
-def _bulk_load_mysql(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
-    """``LOAD DATA LOCAL INFILE`` from a temporary CSV; batched inserts when the server refuses it."""
-    if frame.empty:  # the infile text would be one empty line, which LOAD DATA reads as a row
+def _bulk_load_mysql(conn: sa.Connection, table: sa.Table, rows: TableChunks) -> None:
+    """``LOAD DATA LOCAL INFILE`` from a temporary CSV written chunk by chunk; batched inserts when the server
+    refuses it."""
+    if not rows.rows:  # the infile text would be one empty line, which LOAD DATA reads as a row
         return
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8", newline="") as tmp:
-        tmp.write(_mysql_infile_text(frame))
+        pass
     try:
-        columns = ", ".join(f"`{c}`" for c in frame.columns)
+        with open(tmp.name, "w", encoding="utf-8", newline="") as infile:
+            for chunk in rows.chunks():
+                infile.write(_mysql_infile_text(chunk))
+        columns = ", ".join(f"`{c.name}`" for c in table.columns)
         statement = (
             f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table.name}` CHARACTER SET utf8mb4 "
             "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' "
@@ -219,7 +286,8 @@ def _bulk_load_mysql(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) 
                 raise
             log.warning("the MySQL server refuses LOAD DATA LOCAL INFILE (%s); loading %s with batched inserts "
                         "instead (slower); enable local_infile on the server for bulk loads", exc.orig, table.name)
-            _insert_batches(conn, table, frame)
+            for chunk in rows.chunks():
+                _insert_batches(conn, table, chunk)
             return
         warnings = conn.exec_driver_sql("SHOW WARNINGS").fetchall()
         if warnings:

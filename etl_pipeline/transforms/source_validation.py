@@ -1,25 +1,41 @@
-"""Validate a raw source CSV completely and turn it into a typed DataFrame, or say exactly what is wrong.
+"""Validate a raw source CSV completely and turn it into typed DataFrames, or say exactly what is wrong.
 
 Every problem is reported with the file, the data row number (1 = first row after the header), the column
 and the offending value, and nothing is written anywhere until all four files pass. Harmless variants are
 accepted: CRLF line endings, a UTF-8 BOM, spaces around header names and values, quoted fields with commas.
+
+A file is read as a stream, ``CHUNK_ROWS`` rows at a time, so memory does not grow with the file: the typed
+chunks stay in memory up to ``MEMORY_ROWS`` rows and beyond that go to a Parquet file in a directory the
+caller provides (:func:`validate_source_files`). Key uniqueness over the whole file is checked on 64-bit
+hashes of the keys; only keys whose hashes collide are compared exactly, in a second pass over the chunks.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from etl_pipeline.transforms.source_schema import MAX_TEXT_LENGTH, Column, TableSchema
+from etl_pipeline.transforms.source_schema import MAX_TEXT_LENGTH, Column, TableSchema, arrow_schema
 
 #: How many individual problems an error message lists before summarising the rest.
 MAX_LISTED_PROBLEMS = 20
+#: Rows parsed and typed at a time.
+CHUNK_ROWS = 100_000
+#: Typed rows of one file kept in memory before they go to a spill file (when a spill directory is given).
+MEMORY_ROWS = 250_000
+
+Opener = Callable[[], BinaryIO]
 
 
 @dataclass(frozen=True)
@@ -52,138 +68,283 @@ class SourceValidationError(ValueError):
         super().__init__(f"{len(problems)} problem(s) in the source data; nothing was loaded:\n" + "\n".join(listed))
 
 
+@dataclass
+class ValidatedTable:
+    """A validated source file: its row count and its typed rows, chunk by chunk (in memory or spilled)."""
+
+    schema: TableSchema
+    rows: int = 0
+    _memory: list[pd.DataFrame] = field(default_factory=list)
+    _spill: Path | None = None
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """The typed rows in file order, at most ``CHUNK_ROWS`` at a time."""
+        if self._spill is None:
+            yield from self._memory
+            return
+        integers = {pa.int64(): pd.Int64Dtype()}
+        for batch in pq.ParquetFile(self._spill).iter_batches(batch_size=CHUNK_ROWS):
+            yield batch.to_pandas(types_mapper=integers.get)
+
+    def frame(self) -> pd.DataFrame:
+        """Every row in one DataFrame (for files known to be small)."""
+        chunks = list(self.chunks())
+        return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+    def _add(self, chunk: pd.DataFrame, spill_dir: Path | None) -> None:
+        self.rows += len(chunk)
+        if self._spill is None and (spill_dir is None or self.rows <= MEMORY_ROWS):
+            self._memory.append(chunk)
+            return
+        if self._spill is None:
+            self._spill = spill_dir / f"{self.schema.name}.parquet"
+            self._writer = pq.ParquetWriter(self._spill, arrow_schema(self.schema))
+            pending, self._memory = [*self._memory, chunk], []
+        else:
+            pending = [chunk]
+        for frame in pending:
+            self._writer.write_table(pa.Table.from_pandas(frame, schema=arrow_schema(self.schema), preserve_index=False))
+
+    def _close(self) -> None:
+        if self._spill is not None:
+            self._writer.close()
+
+
+class _Problems:
+    """The problems of one file; repeated problems of one column are listed up to a limit, the rest counted."""
+
+    def __init__(self, file_name: str) -> None:
+        self.file_name = file_name
+        self.found: list[Problem] = []
+        self._listed: Counter[tuple[str, str]] = Counter()
+        self._more: Counter[tuple[str, str]] = Counter()
+
+    def add(self, row: int | None, column: str | None, value: str | None, reason: str) -> None:
+        self.found.append(Problem(self.file_name, row, column, value, reason))
+
+    def add_limited(self, values: pd.Series, column: str, reason: str, *, count_more: bool) -> None:
+        """The values (indexed by data row - 1) are listed while the column has fewer than MAX_LISTED_PROBLEMS
+        of ``reason``; the others are counted, and reported as one "N more" problem when ``count_more``."""
+        room = max(MAX_LISTED_PROBLEMS - self._listed[column, reason], 0)
+        for index, value in values.iloc[:room].items():
+            self.add(index + 1, column, value, reason)
+        self._listed[column, reason] += min(room, len(values))
+        if count_more and len(values) > room:
+            self._more[column, reason] += len(values) - room
+
+    def error(self) -> SourceValidationError:
+        summaries = [Problem(self.file_name, None, column, None, f"{n} more value(s) that {reason}")
+                     for (column, reason), n in self._more.items()]
+        return SourceValidationError(sorted(self.found + summaries, key=lambda p: (p.row or 0, p.column or "")))
+
+    def __bool__(self) -> bool:
+        return bool(self.found or self._more)
+
+
 def read_source_csv(schema: TableSchema, path: Path) -> pd.DataFrame:
     """Read and validate one file; raise :class:`SourceValidationError` listing every problem found."""
-    if not path.is_file():
-        raise SourceValidationError([Problem(path.name, None, None, None, f"file not found at {path}")])
-    return parse_source_csv(schema, path.read_bytes(), file_name=path.name)
+    return _validate_file(schema, path, spill_dir=None).frame()
 
 
 def parse_source_csv(schema: TableSchema, content: bytes, *, file_name: str) -> pd.DataFrame:
-    problems: list[Problem] = []
+    return validate_stream(schema, lambda: io.BytesIO(content), file_name=file_name).frame()
 
-    def fail(row: int | None, column: str | None, value: str | None, reason: str) -> None:
-        problems.append(Problem(file_name, row, column, value, reason))
 
+def _validate_file(schema: TableSchema, path: Path, spill_dir: Path | None) -> ValidatedTable:
+    if not path.is_file():
+        raise SourceValidationError([Problem(path.name, None, None, None, f"file not found at {path}")])
+    return validate_stream(schema, lambda: path.open("rb"), file_name=path.name, spill_dir=spill_dir)
+
+
+def validate_stream(schema: TableSchema, opener: Opener, *, file_name: str,
+                    spill_dir: Path | None = None) -> ValidatedTable:
+    """Validate the CSV that ``opener`` opens (it may be opened twice: to locate an encoding error)."""
+    shape = _Problems(file_name)  # the header and the number of fields per row: checked first
+    problems = _Problems(file_name)  # values and keys
+    table = ValidatedTable(schema)
+    hashes: list[np.ndarray] = []
+    keys = list(schema.primary_key)
     try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SourceValidationError([Problem(file_name, None, None, None, f"not UTF-8 text: {exc}")]) from None
-    # skipinitialspace: a space before an opening quote (` "Korea, South"`) must not split the quoted field
-    rows: list[list[str]] = []
+        with opener() as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
+            # skipinitialspace: a space before an opening quote (` "Korea, South"`) must not split the quoted field
+            for chunk in _raw_chunks(schema, csv.reader(text, skipinitialspace=True), shape):
+                typed = _typed(schema, chunk, problems)
+                if not problems:
+                    hashes.append(pd.util.hash_pandas_object(typed[keys], index=False).to_numpy())
+                    table._add(typed, spill_dir)
+    except UnicodeDecodeError:
+        raise SourceValidationError([Problem(file_name, None, None, None, _encoding_error(opener))]) from None
+    finally:
+        table._close()
+    if shape:
+        raise SourceValidationError(shape.found)  # in file order
+    if problems:
+        raise problems.error()
+    _check_keys(schema, table, np.concatenate(hashes), problems)
+    if problems:
+        raise problems.error()
+    return table
+
+
+def _encoding_error(opener: Opener) -> str:
+    """Where the first byte that is not UTF-8 is (the file is read again, incrementally)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with opener() as binary:
+        while block := binary.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                return f"not UTF-8 text: byte 0x{block[exc.start]:02x} at byte offset {offset + exc.start} ({exc.reason})"
+            offset += len(block)
+    return "not UTF-8 text: the file ends inside a multi-byte character"
+
+
+def _blank(row: list[str]) -> bool:
+    return not "".join(row).strip()
+
+
+def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Problems) -> Iterator[pd.DataFrame]:
+    """The data rows as DataFrames of strings, ``CHUNK_ROWS`` at a time, indexed by data row - 1.
+
+    Raises at once for a missing or bad header. A row with the wrong number of fields goes to ``shape``, and
+    from then on rows are only counted. Blank rows at the end of the file are ignored.
+    """
+    header_row, number, blank = None, 0, []
     try:
-        rows.extend(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True))
-    except csv.Error as exc:  # e.g. a field over csv.field_size_limit(); rows[0] is the header
-        problem = Problem(file_name, len(rows) or None, None, None, f"unreadable CSV: {exc}")
-        raise SourceValidationError([problem]) from None
-    while rows and not any(cell.strip() for cell in rows[-1]):
-        rows.pop()  # trailing blank lines
-    if not rows:
-        raise SourceValidationError([Problem(file_name, None, None, None, "file is empty (no header row)")])
+        header_row = next(reader, None)
+        if header_row is None or (_blank(header_row) and all(_blank(row) for row in reader)):
+            raise SourceValidationError([Problem(shape.file_name, None, None, None, "file is empty (no header row)")])
+        header = [h.strip() for h in header_row]
+        _check_header(schema, header, shape)
+        if shape:
+            raise SourceValidationError(shape.found)
+        width, rows = len(header), []
+        for row in reader:
+            if _blank(row):
+                blank.append(row)  # harmless at the end of the file; checked like any row before another one
+                continue
+            for pending in [*blank, row]:
+                number += 1
+                if len(pending) != width:
+                    missing = header[len(pending)] if len(pending) < width else None  # the first column without a value
+                    shape.add(number, missing, ",".join(pending), f"has {len(pending)} field(s), expected {width}")
+                rows.append(pending)
+            blank = []
+            if len(rows) >= CHUNK_ROWS:
+                if not shape:  # once a row has the wrong number of fields, only such problems are looked for
+                    yield _frame(rows, header, number)
+                rows = []
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
+        row = number + len(blank) + 1 if header_row is not None else None
+        raise SourceValidationError([Problem(shape.file_name, row, None, None, f"unreadable CSV: {exc}")]) from None
+    if number == 0:
+        raise SourceValidationError([Problem(shape.file_name, None, None, None, "file has a header but no data rows")])
+    if rows and not shape:
+        yield _frame(rows, header, number)
 
-    header = [h.strip() for h in rows[0]]
-    _check_header(schema, header, fail)
-    if problems:
-        raise SourceValidationError(problems)
-    data = rows[1:]
-    if not data:
-        raise SourceValidationError([Problem(file_name, None, None, None, "file has a header but no data rows")])
 
-    width = len(header)
-    for number, row in enumerate(data, start=1):
-        if len(row) != width:
-            missing = header[len(row)] if len(row) < width else None  # the first column without a value
-            fail(number, missing, ",".join(row), f"has {len(row)} field(s), expected {width}")
-    if problems:
-        raise SourceValidationError(problems)
-
-    raw = pd.DataFrame(data, columns=header, dtype=object)
-    typed = {}
-    for column in schema.columns:
-        values = raw[column.header].str.strip()
-        typed[column.name] = _convert(schema, column, values, fail)
-    frame = pd.DataFrame(typed)[schema.column_names]
-    if not problems:
-        _check_keys(schema, frame, fail)
-    if problems:
-        raise SourceValidationError(sorted(problems, key=lambda p: (p.row or 0, p.column or "")))
+def _frame(rows: list[list[str]], header: list[str], last: int) -> pd.DataFrame:
+    """``rows`` as strings, indexed by data row - 1 (``last`` is the data row number of the last one)."""
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame.index = pd.RangeIndex(last - len(rows), last)
     return frame
 
 
-def _check_header(schema: TableSchema, header: list[str], fail) -> None:
+def _typed(schema: TableSchema, raw: pd.DataFrame, problems: _Problems) -> pd.DataFrame:
+    typed = {column.name: _convert(schema, column, raw[column.header].str.strip(), problems)
+             for column in schema.columns}
+    return pd.DataFrame(typed)[schema.column_names]
+
+
+def _check_header(schema: TableSchema, header: list[str], problems: _Problems) -> None:
     expected = [c.header for c in schema.columns]
     for name in expected:
         if name not in header:
-            fail(None, name, None, "expected column is missing from the header")
+            problems.add(None, name, None, "expected column is missing from the header")
     for name in header:
         if name not in expected:
-            fail(None, name, None, f"unexpected column in the header (expected exactly: {', '.join(expected)})")
+            problems.add(None, name, None, f"unexpected column in the header (expected exactly: {', '.join(expected)})")
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            fail(None, name, None, "column appears twice in the header")
+            problems.add(None, name, None, "column appears twice in the header")
         seen.add(name)
 
 
-def _convert(schema: TableSchema, column: Column, values: pd.Series, fail) -> pd.Series:
+def _convert(schema: TableSchema, column: Column, values: pd.Series, problems: _Problems) -> pd.Series:
     empty = values == ""
     if empty.any() and not column.nullable and column.name not in schema.empty_is_blank:
-        for index in values.index[empty][:MAX_LISTED_PROBLEMS]:
-            fail(index + 1, column.header, "", "a value is required")
+        problems.add_limited(values[empty], column.header, "a value is required", count_more=False)
     if column.type == "str":
         too_long = values.str.len() > MAX_TEXT_LENGTH
-        _report(values, too_long, column, f"is longer than {MAX_TEXT_LENGTH} characters", fail)
+        _report(values, too_long, column, f"is longer than {MAX_TEXT_LENGTH} characters", problems)
         return values.where(~empty, None) if column.nullable else values
     if column.type == "int":
         bad = ~values.str.fullmatch(r"[+-]?\d+") & ~empty
-        _report(values, bad, column, "is not an integer", fail)
-        return pd.Series([int(v) if v else None for v in values.where(~bad, "")], index=values.index, dtype="Int64")
+        _report(values, bad, column, "is not an integer", problems)
+        present = (~bad & ~empty).to_numpy()
+        data = np.zeros(len(values), dtype=np.int64)
+        data[present] = values.to_numpy()[present].astype(np.int64)  # int() of each, in C
+        return pd.Series(pd.arrays.IntegerArray(data, ~present), index=values.index)
     if column.type == "float":
         converted = pd.to_numeric(values.where(~empty, None), errors="coerce").astype("float64")
         bad = converted.isna() & ~empty
-        _report(values, bad, column, "is not a number", fail)
+        _report(values, bad, column, "is not a number", problems)
         # An infinite ratio (e.g. deaths per 100 recovered with nobody recovered) is undefined: NULL.
         return converted.replace([np.inf, -np.inf], np.nan)
     if column.type == "date":
         converted = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
         bad = converted.isna() & ~empty
-        _report(values, bad, column, "is not a valid date (YYYY-MM-DD)", fail)
+        _report(values, bad, column, "is not a valid date (YYYY-MM-DD)", problems)
         return converted.dt.date
     raise AssertionError(column.type)
 
 
-def _report(values: pd.Series, bad: pd.Series, column: Column, reason: str, fail) -> None:
-    for index in values.index[bad][:MAX_LISTED_PROBLEMS]:
-        fail(index + 1, column.header, values[index], reason)
-    if bad.sum() > MAX_LISTED_PROBLEMS:
-        fail(None, column.header, None, f"{int(bad.sum()) - MAX_LISTED_PROBLEMS} more value(s) that {reason}")
+def _report(values: pd.Series, bad: pd.Series, column: Column, reason: str, problems: _Problems) -> None:
+    if bad.any():
+        problems.add_limited(values[bad], column.header, reason, count_more=True)
 
 
-def _check_keys(schema: TableSchema, frame: pd.DataFrame, fail) -> None:
-    key = list(schema.primary_key)
-    duplicated = frame.duplicated(key, keep=False)
-    if not duplicated.any():
+def _check_keys(schema: TableSchema, table: ValidatedTable, hashes: np.ndarray, problems: _Problems) -> None:
+    """Every key held by more than one row, named with the row where it was first seen. Only rows whose key
+    hash is not unique are compared exactly."""
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not len(repeated):
         return
+    key = list(schema.primary_key)
+    headers = "+".join(schema.column(c).header for c in key)
     first_rows: dict[tuple, int] = {}
-    for index, values in frame.loc[duplicated, key].iterrows():
-        k = tuple(values)
-        if k in first_rows:
-            shown = ", ".join(f"{c}={v}" for c, v in zip(key, k))
-            fail(index + 1, "+".join(schema.column(c).header for c in key), shown,
-                 f"duplicate primary key, first seen on row {first_rows[k]}")
-        else:
-            first_rows[k] = index + 1
+    offset = 0
+    for chunk in table.chunks():
+        for position in np.flatnonzero(np.isin(hashes[offset:offset + len(chunk)], repeated)):
+            values = tuple(chunk[key].iloc[position])
+            row = offset + position + 1
+            if values in first_rows:
+                shown = ", ".join(f"{c}={v}" for c, v in zip(key, values))
+                problems.add(row, headers, shown, f"duplicate primary key, first seen on row {first_rows[values]}")
+            else:
+                first_rows[values] = row
+        offset += len(chunk)
 
 
-def read_source_files(schemas: Iterable[TableSchema], data_dir: Path) -> dict[str, pd.DataFrame]:
-    """Validate every file before returning any of them; one error lists the problems of all files."""
-    frames: dict[str, pd.DataFrame] = {}
+def validate_source_files(schemas: Iterable[TableSchema], data_dir: Path,
+                          spill_dir: Path | None = None) -> dict[str, ValidatedTable]:
+    """Validate every file before returning any of them; one error lists the problems of all files.
+    Large files are spilled to ``spill_dir`` (kept in memory when None)."""
+    tables: dict[str, ValidatedTable] = {}
     problems: list[Problem] = []
     for schema in schemas:
         try:
-            frames[schema.name] = read_source_csv(schema, data_dir / schema.file_name)
+            tables[schema.name] = _validate_file(schema, data_dir / schema.file_name, spill_dir)
         except SourceValidationError as exc:
             problems.extend(exc.problems)
     if problems:
         raise SourceValidationError(problems)
-    return frames
+    return tables
+
+
+def read_source_files(schemas: Iterable[TableSchema], data_dir: Path) -> dict[str, pd.DataFrame]:
+    """:func:`validate_source_files`, each file as one DataFrame (for files known to be small)."""
+    return {name: table.frame() for name, table in validate_source_files(schemas, data_dir).items()}

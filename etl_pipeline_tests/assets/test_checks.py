@@ -1,0 +1,71 @@
+"""The one-query findings behind every asset check: counts and examples on small frames with known problems."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+from pyspark.sql import SparkSession
+
+from etl_pipeline.assets.checks import KeyChecks, finding, findings_by
+from etl_pipeline.resources.spark import SparkSessionResource
+
+KEY = dg.AssetKey(["gold", "medical", "t"])
+
+
+@pytest.fixture(scope="module")
+def spark() -> SparkSession:
+    return SparkSessionResource(master="local[1]").get_session()
+
+
+@pytest.fixture(scope="module")
+def rows(spark: SparkSession):
+    """(day, name) is the key: two NULL-key rows, 'b' twice on day 1, 'c' three times on day 2."""
+    data = [(1, "a", 10), (1, "b", 11), (1, "b", 12), (2, "c", 13), (2, "c", 14), (2, "c", 15), (None, "d", 16),
+            (3, None, 17), (3, "e", 18)]
+    return spark.createDataFrame(data, "day int, name string, value int")
+
+
+def test_finding_counts_every_row_and_shows_the_first_ones_in_order(rows) -> None:
+    found = finding(rows.where("value > 11"), ["value"], examples=2)
+    assert found == {"count": 7, "examples": [{"day": 1, "name": "b", "value": 12},
+                                              {"day": 2, "name": "c", "value": 13}]}
+
+
+def test_finding_orders_by_every_column_when_no_order_is_given(rows) -> None:
+    assert finding(rows.where("name = 'c'"), examples=1)["examples"] == [{"day": 2, "name": "c", "value": 13}]
+
+
+def test_an_empty_finding_has_no_examples(rows) -> None:
+    assert finding(rows.where("value < 0"), ["value"]) == {"count": 0, "examples": []}
+
+
+def test_dates_in_examples_are_iso_strings(spark: SparkSession) -> None:
+    frame = spark.createDataFrame([(dt.date(2020, 1, 22), 1)], "date date, n int")
+    assert finding(frame)["examples"] == [{"date": "2020-01-22", "n": 1}]
+
+
+def test_findings_by_value_of_a_column(rows) -> None:
+    found = findings_by(rows.where("name IS NOT NULL"), "name", ["value"], examples=1)
+    assert {name: f["count"] for name, f in found.items()} == {"a": 1, "b": 2, "c": 3, "d": 1, "e": 1}
+    assert found["c"]["examples"] == [{"day": 2, "name": "c", "value": 13}]
+
+
+def test_key_checks_count_null_keys_and_keys_held_by_several_rows(rows) -> None:
+    not_null, unique = KeyChecks(KEY, ("day", "name")).evaluate(rows)
+    assert (not_null.check_name, unique.check_name) == ("keys_not_null", "keys_unique")
+    assert not not_null.passed and not unique.passed
+    assert not_null.description == "2 rows of t with a NULL key column"
+    assert not_null.metadata["count"].value == 2
+    assert not_null.metadata["examples"].value == [{"day": None, "name": "d", "value": 16},
+                                                   {"day": 3, "name": None, "value": 17}]
+    assert unique.description == "2 keys of t held by several rows"
+    assert unique.metadata["examples"].value == [{"day": 1, "name": "b", "rows": 2}, {"day": 2, "name": "c", "rows": 3}]
+
+
+def test_key_checks_pass_on_a_table_with_a_proper_key(rows) -> None:
+    results = list(KeyChecks(KEY, ("value",)).evaluate(rows))
+    assert [(r.passed, r.metadata["count"].value, r.metadata["examples"].value) for r in results] == [
+        (True, 0, []), (True, 0, [])]
+    assert [r.description for r in results] == ["no rows of t with a NULL key column", "no keys of t held by several rows"]

@@ -1,0 +1,154 @@
+"""``covid-etl bench --quick``: the JSON record's shape, every ratio computed from two measured times, row counts
+that match the data, and nothing left behind (temporary files, scratch databases). No time is asserted."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from etl_pipeline.bench.runner import BENCHMARKS
+from etl_pipeline.bench.scale import Scale, scale_dataset, shrink_dataset
+from etl_pipeline.transforms.source_schema import SOURCE_TABLES
+from etl_pipeline_tests.conftest import ABSENT_FROM_WORLDOMETER, REPO_ROOT, WORLDOMETER_NAMES, embedded_env
+
+RESULT_KEYS = {"name", "ours", "baseline", "ratio_kind", "ours_s", "baseline_s", "ratio", "rows", "target", "met",
+               "repetitions", "ours_runs", "baseline_runs", "skipped", "notes", "details"}
+
+
+@pytest.fixture(scope="module")
+def quick_bench(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, mysql_server_url: str,
+                postgres_server_url: str) -> dict:
+    """One ``covid-etl bench --quick`` against the test servers, with its own temporary directory."""
+    root = tmp_path_factory.mktemp("bench")
+    temp = root / "tmp"
+    temp.mkdir()
+    record = root / "bench.json"
+    env = embedded_env(root / "etl_home", SOURCE_DB_URL=mysql_server_url, WAREHOUSE_DB_URL=postgres_server_url,
+                       TMPDIR=str(temp))
+    process = subprocess.Popen([sys.executable, "-m", "etl_pipeline.cli", "bench", "--quick", "--data-dir",
+                                str(data_dir), "--json", str(record)], env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = process.communicate(timeout=1800)
+    assert process.returncode == 0, f"covid-etl bench failed:\n{out}\n{err[-5000:]}"
+    return {"json": json.loads(record.read_text()), "stdout": out, "temp": temp, "pid": process.pid}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, pd.DataFrame]:
+    """The quick mode's dataset, made again here and read with plain pandas."""
+    directory = tmp_path_factory.mktemp("tiny")
+    shrink_dataset(data_dir, directory)
+    return {name: pd.read_csv(directory / t.file_name) for name, t in SOURCE_TABLES.items()}
+
+
+def results(bench: dict) -> dict[str, dict]:
+    return {r["name"]: r for r in bench["json"]["results"]}
+
+
+def continents(countries: set[str], worldometer: pd.DataFrame) -> set[str]:
+    """The continents of JHU countries, through the tests' own name map and worldometer's continents."""
+    by_name = worldometer.assign(name=worldometer["Country/Region"].str.strip()).set_index("name")["Continent"]
+    found = {ABSENT_FROM_WORLDOMETER.get(c) or by_name[WORLDOMETER_NAMES.get(c, c)] for c in countries}
+    return {"Oceania" if c == "Australia/Oceania" else c for c in found}
+
+
+def test_every_benchmark_is_reported_with_the_same_fields(quick_bench: dict) -> None:
+    assert [r["name"] for r in quick_bench["json"]["results"]] == list(BENCHMARKS)
+    assert all(set(r) == RESULT_KEYS for r in quick_bench["json"]["results"])
+    assert {"cores", "memory_gb", "cpu", "python", "java", "pyspark", "load_average_at_start",
+            "load_average_at_end"} <= set(quick_bench["json"]["machine"])
+    assert quick_bench["json"]["machine"]["quick"] is True
+
+
+def test_only_the_scale_runs_are_skipped_in_quick_mode_and_say_so(quick_bench: dict) -> None:
+    skipped = {name: r["skipped"] for name, r in results(quick_bench).items() if r["skipped"]}
+    assert skipped == {"scale_10x": "not run with --quick", "scale_100x": "not run with --quick"}
+    for name in skipped:
+        assert f"{name:<16}skipped: not run with --quick" in quick_bench["stdout"]
+
+
+def test_every_ratio_is_computed_from_two_measured_medians(quick_bench: dict) -> None:
+    for name, r in results(quick_bench).items():
+        if r["skipped"]:
+            assert r["ratio"] is None and r["ours_runs"] == r["baseline_runs"] == []
+            continue
+        assert r["repetitions"] == len(r["ours_runs"]) == len(r["baseline_runs"]) >= 3, name
+        assert all(t > 0 for t in r["ours_runs"] + r["baseline_runs"]), name
+        assert r["ours_s"] == pytest.approx(statistics.median(r["ours_runs"]), abs=1e-3), name
+        assert r["baseline_s"] == pytest.approx(statistics.median(r["baseline_runs"]), abs=1e-3), name
+        expected = (r["baseline_s"] / r["ours_s"]) if r["ratio_kind"] == "speedup" else (r["ours_s"] / r["baseline_s"])
+        assert r["ratio"] == pytest.approx(expected, rel=1e-3), name
+        if r["target"] is not None:
+            op, value = r["target"].split()
+            assert r["met"] == (r["ratio"] >= float(value) if op == ">=" else r["ratio"] <= float(value)), name
+        assert f"{name:<16}{r['ours_s']:>10.3f}{r['baseline_s']:>12.3f}{r['ratio']:>8.2f}x" in quick_bench["stdout"]
+
+
+def test_the_targets_are_those_of_the_issue(quick_bench: dict) -> None:
+    targets = {name: (r["ratio_kind"], r["target"]) for name, r in results(quick_bench).items()}
+    assert targets["warehouse_load"] == ("speedup", ">= 10")
+    assert targets["source_load"] == ("speedup", ">= 5")
+    assert targets["end_to_end"] == ("cost", "<= 25")
+
+
+def test_rows_are_those_of_the_quick_dataset(quick_bench: dict, tiny: dict[str, pd.DataFrame]) -> None:
+    r = results(quick_bench)
+    series, positions = tiny["covid19_time_series"], tiny["covid19_cases_position"]
+    assert r["warehouse_load"]["rows"] == len(series)
+    assert r["source_load"]["rows"] == r["source_extract"]["rows"] == sum(len(t) for t in tiny.values())
+    assert f"ours {len(series):,}, baseline {len(series):,}" in r["warehouse_load"]["notes"][0]
+    # gold: daily stats and the daily fact (one row per series row), one row per continent, country and day,
+    # one row per position row; the pipeline's and the pandas floor's counts agree
+    countries = set(series["Country/Region"])
+    expected_gold = 2 * len(series) + len(continents(countries, tiny["covid19_worldometer"])) + len(countries) \
+        + series["Date"].nunique() + len(positions)
+    assert r["end_to_end"]["details"]["gold_rows"] == {"ours": expected_gold, "floor": expected_gold}
+    assert r["end_to_end"]["rows"] == expected_gold
+
+
+def test_nothing_is_left_behind(quick_bench: dict, mysql_server_url: str, postgres_server_url: str) -> None:
+    assert list(quick_bench["temp"].iterdir()) == []
+    prefix = f"covid_etl_bench_{quick_bench['pid']}_"
+    mysql = sa.create_engine(mysql_server_url)
+    postgres = sa.create_engine(f"{postgres_server_url}/postgres")
+    try:
+        with mysql.connect() as conn:
+            assert conn.execute(sa.text("SHOW DATABASES LIKE :p"), {"p": prefix + "%"}).fetchall() == []
+        with postgres.connect() as conn:
+            assert conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                {"p": prefix + "%"}).fetchall() == []
+    finally:
+        mysql.dispose()
+        postgres.dispose()
+
+
+# -- the scale generator (not run by --quick) ------------------------------------------------------------------
+def test_the_scale_generator_keeps_the_invariants(tmp_path: Path, data_dir: Path) -> None:
+    """10x = 2 x locations, 5 x days: positions still sum to the series per (date, country), country_wise is the
+    series on its last date, and each location's counts are split exactly between its parts."""
+    shape = scale_dataset(data_dir, tmp_path, 10)
+    assert shape == Scale(10, locations=2, epochs=5)
+    source = {name: pd.read_csv(data_dir / t.file_name, keep_default_na=False) for name, t in SOURCE_TABLES.items()}
+    scaled = {name: pd.read_csv(tmp_path / t.file_name, keep_default_na=False) for name, t in SOURCE_TABLES.items()}
+    counts = ["Confirmed", "Deaths", "Recovered", "Active"]
+    series, positions = scaled["covid19_time_series"], scaled["covid19_cases_position"]
+    assert len(series) == 5 * len(source["covid19_time_series"])
+    assert len(positions) == 10 * len(source["covid19_cases_position"])
+    assert series["Date"].nunique() == 5 * source["covid19_time_series"]["Date"].nunique()
+    assert not positions.duplicated(["Date", "Country/Region", "Province/State"]).any()
+    sums = positions.groupby(["Date", "Country/Region"])[counts].sum().sort_index()
+    pd.testing.assert_frame_equal(sums, series.set_index(["Date", "Country/Region"])[counts].sort_index())
+    last = series[series["Date"] == series["Date"].max()].set_index("Country/Region")[counts].sort_index()
+    wise = scaled["covid19_country_wise"].set_index("Country/Region")[counts].sort_index()
+    pd.testing.assert_frame_equal(wise, last)
+    original = source["covid19_country_wise"].set_index("Country/Region")[counts].sort_index()
+    pd.testing.assert_frame_equal(wise, 5 * original)  # five full series: five times the last counts
+    assert set(series["Country/Region"]) == set(source["covid19_time_series"]["Country/Region"])
+    assert scaled["covid19_worldometer"].equals(source["covid19_worldometer"])
