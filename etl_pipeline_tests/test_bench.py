@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from etl_pipeline.bench.pipeline_runs import Pipelines, scale
 from etl_pipeline.bench.runner import BENCHMARKS
 from etl_pipeline.bench.scale import Scale, scale_dataset, shrink_dataset
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline_tests.conftest import ABSENT_FROM_WORLDOMETER, REPO_ROOT, WORLDOMETER_NAMES, embedded_env
 
 RESULT_KEYS = {"name", "ours", "baseline", "ratio_kind", "ours_s", "baseline_s", "ratio", "rows", "target", "met",
-               "repetitions", "ours_runs", "baseline_runs", "skipped", "notes", "details"}
+               "repetitions", "interleaved", "ours_runs", "baseline_runs", "skipped", "notes", "details"}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +42,17 @@ def quick_bench(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, mysql_
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, pd.DataFrame]:
-    """The quick mode's dataset, made again here and read with plain pandas."""
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The quick mode's dataset, made again here."""
     directory = tmp_path_factory.mktemp("tiny")
     shrink_dataset(data_dir, directory)
-    return {name: pd.read_csv(directory / t.file_name) for name, t in SOURCE_TABLES.items()}
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir: Path) -> dict[str, pd.DataFrame]:
+    """The quick mode's dataset read with plain pandas."""
+    return {name: pd.read_csv(tiny_dir / t.file_name) for name, t in SOURCE_TABLES.items()}
 
 
 def results(bench: dict) -> dict[str, dict]:
@@ -57,6 +64,15 @@ def continents(countries: set[str], worldometer: pd.DataFrame) -> set[str]:
     by_name = worldometer.assign(name=worldometer["Country/Region"].str.strip()).set_index("name")["Continent"]
     found = {ABSENT_FROM_WORLDOMETER.get(c) or by_name[WORLDOMETER_NAMES.get(c, c)] for c in countries}
     return {"Oceania" if c == "Australia/Oceania" else c for c in found}
+
+
+def gold_rows(tables: dict[str, pd.DataFrame]) -> int:
+    """Gold rows of a dataset: daily stats and the daily fact (one row per series row), one row per continent,
+    country and day, one row per position row."""
+    series, positions = tables["covid19_time_series"], tables["covid19_cases_position"]
+    countries = set(series["Country/Region"])
+    return 2 * len(series) + len(continents(countries, tables["covid19_worldometer"])) + len(countries) \
+        + series["Date"].nunique() + len(positions)
 
 
 def test_every_benchmark_is_reported_with_the_same_fields(quick_bench: dict) -> None:
@@ -100,15 +116,11 @@ def test_the_targets_are_those_of_the_issue(quick_bench: dict) -> None:
 
 def test_rows_are_those_of_the_quick_dataset(quick_bench: dict, tiny: dict[str, pd.DataFrame]) -> None:
     r = results(quick_bench)
-    series, positions = tiny["covid19_time_series"], tiny["covid19_cases_position"]
+    series = tiny["covid19_time_series"]
     assert r["warehouse_load"]["rows"] == len(series)
     assert r["source_load"]["rows"] == r["source_extract"]["rows"] == sum(len(t) for t in tiny.values())
     assert f"ours {len(series):,}, baseline {len(series):,}" in r["warehouse_load"]["notes"][0]
-    # gold: daily stats and the daily fact (one row per series row), one row per continent, country and day,
-    # one row per position row; the pipeline's and the pandas floor's counts agree
-    countries = set(series["Country/Region"])
-    expected_gold = 2 * len(series) + len(continents(countries, tiny["covid19_worldometer"])) + len(countries) \
-        + series["Date"].nunique() + len(positions)
+    expected_gold = gold_rows(tiny)  # the pipeline's and the pandas floor's counts agree
     assert r["end_to_end"]["details"]["gold_rows"] == {"ours": expected_gold, "floor": expected_gold}
     assert r["end_to_end"]["rows"] == expected_gold
 
@@ -152,3 +164,24 @@ def test_the_scale_generator_keeps_the_invariants(tmp_path: Path, data_dir: Path
     pd.testing.assert_frame_equal(wise, 5 * original)  # five full series: five times the last counts
     assert set(series["Country/Region"]) == set(source["covid19_time_series"]["Country/Region"])
     assert scaled["covid19_worldometer"].equals(source["covid19_worldometer"])
+
+
+def test_a_scale_run_reports_growth_and_memory_per_phase(tmp_path: Path, tiny_dir: Path) -> None:
+    """The scale benchmark's own code on the quick dataset enlarged 4x (2 x locations, 2 x days), one run each."""
+    pipelines = Pipelines(tmp_path, progress=lambda message: None)
+    one_x = pipelines.run(tiny_dir)
+    result = scale(pipelines, tiny_dir, 4, [one_x], repeat=1)
+
+    enlarged = {name: pd.read_csv(tmp_path / "data_4x" / t.file_name) for name, t in SOURCE_TABLES.items()}
+    assert result.rows == gold_rows(enlarged) > gold_rows(
+        {name: pd.read_csv(tiny_dir / t.file_name) for name, t in SOURCE_TABLES.items()})
+    assert result.ours_runs == [result.ours_s] and result.baseline_runs == [pytest.approx(one_x.seconds, abs=1e-5)]
+    assert result.ratio == pytest.approx(result.ours_s / one_x.seconds, rel=1e-3)
+    assert not result.interleaved and result.repetitions == 1
+    details = result.details
+    assert (details["locations_factor"], details["days_factor"]) == (2, 2)
+    assert list(details["phases_of_median_run"]) == ["startup_and_seed", "bronze", "silver", "gold", "warehouse",
+                                                     "exit"]
+    assert set(details["growth_by_phase"]) == set(details["phases_of_median_run"])
+    assert 0 < details["peak_rss_python_mb"] <= details["peak_rss_with_jvm_mb"]
+    assert details["rss_budget_met"] == (details["peak_rss_python_mb"] < 3 * 1024)

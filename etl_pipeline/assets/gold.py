@@ -109,9 +109,10 @@ def daily_stats_checks(daily_stats: DataFrame, country_wise: DataFrame, time_ser
 
 
 def cumulative_counts_never_decrease(daily_stats: DataFrame) -> dg.AssetCheckResult:
-    findings = {m: finding(quality.cumulative_decreases(daily_stats, ["country_region"], "date", m),
-                           ["country_region", "date"])
-                for m in ("confirmed", "deaths", "recovered")}
+    measures = ("confirmed", "deaths", "recovered")
+    found = findings_by(quality.cumulative_decreases(daily_stats, ["country_region"], "date", measures), "measure",
+                        ["country_region", "date"])
+    findings = {m: found.get(m, quality.Finding(count=0, examples=[])) for m in measures}
     total = sum(f["count"] for f in findings.values())
     return dg.AssetCheckResult(
         asset_key=_DAILY, check_name="cumulative_counts_never_decrease", passed=total == 0, severity=_WARN,

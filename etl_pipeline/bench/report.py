@@ -51,6 +51,7 @@ class Result:
     target: str | None = None
     met: bool | None = None
     repetitions: int = 0
+    interleaved: bool = True  # ours and baseline alternated in the same run
     ours_runs: list[float] = field(default_factory=list)
     baseline_runs: list[float] = field(default_factory=list)
     skipped: str | None = None
@@ -122,8 +123,8 @@ def format_table(results: list[Result]) -> str:
                      f"{r.target or '':<8}{met:<5}{rows:>11}")
     lines.append("")
     for r in results:
-        lines.append(f"{r.name}: ours = {r.ours}; baseline = {r.baseline}"
-                     + ("" if r.skipped else f"; median of {r.repetitions}, interleaved"))
+        how = "" if r.skipped else f"; median of {r.repetitions}" + (", interleaved" if r.interleaved else "")
+        lines.append(f"{r.name}: ours = {r.ours}; baseline = {r.baseline}{how}")
         lines += [f"  {note}" for note in r.notes]
     return "\n".join(lines)
 

@@ -70,16 +70,16 @@ def _run(options: BenchOptions, work: Path) -> list[Result]:
         results += [r for r in loads.source_load_and_extract(options.source_db_url, data, options.repeat)
                     if r.name in wanted]
     pipelines = pipeline_runs.Pipelines(work, progress)
-    one_x = None
+    one_x_runs: list[pipeline_runs.PipelineRun] = []
     if wanted & {"end_to_end", "spark_steps", *SCALES}:
         progress("end_to_end")
-        end_to_end, one_x = pipeline_runs.end_to_end(pipelines, data, options.repeat, warm_up=not options.quick)
+        end_to_end, one_x_runs = pipeline_runs.end_to_end(pipelines, data, options.repeat, warm_up=not options.quick)
         if "end_to_end" in wanted:
             results.append(end_to_end)
     if "spark_steps" in wanted:
         progress("spark_steps")
         tables = QUICK_SPARK_TABLES if options.quick else ()
-        results.append(pipeline_runs.spark_steps(pipelines, one_x.home, options.repeat, tables))
+        results.append(pipeline_runs.spark_steps(pipelines, one_x_runs[0].home, options.repeat, tables))
     for name, factor in SCALES.items():
         if name not in wanted:
             continue
@@ -88,5 +88,5 @@ def _run(options: BenchOptions, work: Path) -> list[Result]:
                                   ratio_kind="cost").skip("not run with --quick"))
             continue
         progress(f"{name}: generating and running (this takes a while)")
-        results.append(pipeline_runs.scale(pipelines, options.data_dir, factor, one_x))
+        results.append(pipeline_runs.scale(pipelines, options.data_dir, factor, one_x_runs, options.repeat))
     return results

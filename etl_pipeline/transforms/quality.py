@@ -1,7 +1,7 @@
 """Data-quality findings as small DataFrames, and a helper that turns one into check metadata.
 
-Each finding function returns the offending rows (empty when all is well), lazily; ``summarize`` and
-``summarize_by`` run the few small Spark jobs that turn them into a count and a handful of examples.
+Each finding function returns the offending rows (empty when all is well), lazily; the checks
+(``assets/checks.py``: ``finding``, ``findings_by``) turn them into a count and a handful of examples.
 """
 
 from __future__ import annotations
@@ -94,20 +94,28 @@ def reconcile_overall(gold_continent: DataFrame, country_wise: DataFrame) -> Dat
 
 
 def cumulative_decreases(
-    df: DataFrame, partition_cols: Sequence[str], order_col: str, value_col: str
+    df: DataFrame, partition_cols: Sequence[str], order_col: str, value_cols: Sequence[str]
 ) -> DataFrame:
-    """Rows where a cumulative ``value_col`` is lower than on the previous ``order_col`` of its partition:
-    the partition columns, ``order_col``, ``previous_value`` and ``value_col``."""
-    previous = F.lag(value_col).over(Window.partitionBy(*partition_cols).orderBy(order_col))
+    """Rows where a cumulative value is lower than on the previous ``order_col`` of its partition, one per
+    (row, value column), every column searched in one pass: the partition columns, ``order_col``, ``measure``
+    (the column's name), ``previous_value`` and ``value``. Count per column with ``findings_by(..., "measure")``."""
+    window = Window.partitionBy(*partition_cols).orderBy(order_col)
+    previous = [F.lag(c).over(window).alias(f"_previous_{c}") for c in value_cols]
+    changes = F.array(*(
+        F.struct(F.lit(c).alias("measure"), F.col(f"_previous_{c}").alias("previous_value"), F.col(c).alias("value"))
+        for c in value_cols
+    ))
+    decreased = F.filter(changes, lambda change: change["value"] < change["previous_value"])
     return (
-        df.select(*partition_cols, order_col, previous.alias("previous_value"), value_col)
-        .where(F.col(value_col) < F.col("previous_value"))
+        df.select(*partition_cols, order_col, *value_cols, *previous)
+        .select(*partition_cols, order_col, F.explode(decreased).alias("change"))
+        .select(*partition_cols, order_col, "change.*")
     )
 
 
 def negative_values(df: DataFrame, columns: Sequence[str]) -> DataFrame:
     """One row per (row of ``df``, negative column): all columns of ``df`` plus ``negative_column``
-    naming the column that is negative. Count per column with ``summarize_by(..., "negative_column")``."""
+    naming the column that is negative. Count per column with ``findings_by(..., "negative_column")``."""
     negative = F.array_compact(F.array(*(F.when(F.col(c) < 0, F.lit(c)) for c in columns)))
     return df.select("*", F.explode(negative).alias("negative_column"))
 
@@ -133,20 +141,3 @@ def continent_disagreements(worldometer_conformed: DataFrame, reference: DataFra
 def plain_dict(row: Row) -> dict[str, Any]:
     """A collected row as a dict that JSON (Dagster metadata) can hold: dates as ISO strings."""
     return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.asDict().items()}
-
-
-def summarize(df: DataFrame, order_by: Sequence[str] = (), examples: int = 5) -> Finding:
-    """Count of rows and up to ``examples`` of them (first by ``order_by`` when given), as plain dicts."""
-    ordered = df.orderBy(*order_by) if order_by else df
-    return Finding(count=df.count(), examples=[plain_dict(r) for r in ordered.limit(examples).collect()])
-
-
-def summarize_by(df: DataFrame, column: str, order_by: Sequence[str] = (), examples: int = 5) -> dict[str, Finding]:
-    """``summarize`` per value of ``column`` (e.g. ``negative_column``); values without rows are absent."""
-    counts = {r[column]: r["count"] for r in df.groupBy(column).count().collect()}
-    rank = Window.partitionBy(column).orderBy(*(order_by or [column]))
-    sample = df.withColumn("_n", F.row_number().over(rank)).where(F.col("_n") <= examples)
-    found: dict[str, Finding] = {key: Finding(count=n, examples=[]) for key, n in counts.items()}
-    for row in sample.drop("_n").orderBy(column, *order_by).collect():
-        found[row[column]]["examples"].append(plain_dict(row))
-    return found

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dagster as dg
 import pytest
 
+from etl_pipeline.assets.checks import findings_by
 from etl_pipeline.transforms.countries import REFERENCE_SCHEMA
 from etl_pipeline.transforms.quality import (
     continent_disagreements,
@@ -14,8 +16,6 @@ from etl_pipeline.transforms.quality import (
     reconcile_country_totals,
     reconcile_daily_with_positions,
     reconcile_overall,
-    summarize,
-    summarize_by,
     worldometer_only,
 )
 
@@ -108,9 +108,19 @@ def test_cumulative_decreases_compares_with_the_previous_row_of_each_partition(s
         ],
         "country_region string, province_state string, date date, confirmed bigint",
     )
-    decreases = cumulative_decreases(series, ["country_region", "province_state"], "date", "confirmed")
-    assert decreases.columns == ["country_region", "province_state", "date", "previous_value", "confirmed"]
-    assert rows(decreases) == [("A", "p", D2, 5, 4), ("A", "q", D3, 1, 0)]
+    decreases = cumulative_decreases(series, ["country_region", "province_state"], "date", ["confirmed"])
+    assert decreases.columns == ["country_region", "province_state", "date", "measure", "previous_value", "value"]
+    assert rows(decreases) == [("A", "p", D2, "confirmed", 5, 4), ("A", "q", D3, "confirmed", 1, 0)]
+
+
+def test_cumulative_decreases_of_several_columns_in_one_pass(spark, rows):
+    series = spark.createDataFrame(
+        [("A", D1, 5, 2), ("A", D2, 4, 1), ("A", D3, 6, 1), ("B", D1, 3, 3), ("B", D2, 3, None), ("B", D3, 3, 0)],
+        "country_region string, date date, confirmed bigint, deaths bigint",
+    )
+    decreases = cumulative_decreases(series, ["country_region"], "date", ["confirmed", "deaths"])
+    # a NULL is no decrease, and the value after it is compared with the NULL, not with the value before it
+    assert rows(decreases) == [("A", D2, "confirmed", 5, 4), ("A", D2, "deaths", 2, 1)]
 
 
 def test_negative_values_lists_a_row_once_per_negative_column(spark, rows):
@@ -150,29 +160,6 @@ def test_continent_disagreements_compare_worldometer_with_the_reference(spark, w
     assert rows(continent_disagreements(worldometer_conformed, reference)) == [("Cyprus", "Cyprus", "Europe", "Asia")]
 
 
-def test_summaries_give_counts_and_json_ready_examples(spark):
-    frame = spark.createDataFrame(
-        [(D1, "A", "x"), (D2, "B", "x"), (D3, "C", "x"), (D1, "D", "y")], "date date, name string, kind string"
-    )
-    assert summarize(frame, order_by=["name"], examples=2) == {
-        "count": 4,
-        "examples": [
-            {"date": "2020-07-25", "name": "A", "kind": "x"},
-            {"date": "2020-07-26", "name": "B", "kind": "x"},
-        ],
-    }
-    assert summarize_by(frame, "kind", order_by=["name"], examples=2) == {
-        "x": {
-            "count": 3,
-            "examples": [
-                {"date": "2020-07-25", "name": "A", "kind": "x"},
-                {"date": "2020-07-26", "name": "B", "kind": "x"},
-            ],
-        },
-        "y": {"count": 1, "examples": [{"date": "2020-07-25", "name": "D", "kind": "y"}]},
-    }
-
-
 def test_shared_data_findings_are_those_the_source_documents(shared, raw):
     time_series = raw["covid19_time_series"].sort_values(["Country/Region", "Date"])
     decreased = time_series["Confirmed"].diff().lt(0) & time_series["Country/Region"].eq(
@@ -181,11 +168,11 @@ def test_shared_data_findings_are_those_the_source_documents(shared, raw):
     expected_decreases = set(time_series.loc[decreased, ["Country/Region", "Date"]].itertuples(index=False, name=None))
     assert len(expected_decreases) == 33
 
-    decreases = cumulative_decreases(shared.time_series, ["country_region"], "date", "confirmed").toPandas()
+    decreases = cumulative_decreases(shared.time_series, ["country_region"], "date", ["confirmed"]).toPandas()
     assert {(r.country_region, r.date.isoformat()) for r in decreases.itertuples()} == expected_decreases
 
     columns = [c.lower().replace(" ", "_") for c in TIME_SERIES_COUNTS]
-    negatives = summarize_by(negative_values(shared.time_series, columns), "negative_column")
+    negatives = findings_by(negative_values(shared.time_series, columns), "negative_column")
     expected = {c: int(n) for c, n in zip(columns, (raw["covid19_time_series"][TIME_SERIES_COUNTS] < 0).sum()) if n}
     assert {c: f["count"] for c, f in negatives.items()} == expected
     assert expected == {"new_deaths": 38, "new_recovered": 77, "active": 2}
@@ -215,3 +202,21 @@ def test_shared_data_worldometer_only_rows_and_continents(shared, raw, renamed):
     names = worldometer_only(shared.worldometer).toPandas()["worldometer_name"]
     assert sorted(names) == sorted(expected)
     assert continent_disagreements(shared.worldometer, shared.reference).count() == 0
+
+
+def test_decrease_check_on_the_shared_data_counts_what_pandas_finds(shared, raw):
+    from etl_pipeline.assets.gold import cumulative_counts_never_decrease
+
+    series = raw["covid19_time_series"].sort_values(["Country/Region", "Date"])
+    same_country = series["Country/Region"].eq(series["Country/Region"].shift())
+    expected = {m.lower(): int((series[m].diff().lt(0) & same_country).sum())
+                for m in ["Confirmed", "Deaths", "Recovered"]}
+    assert expected["confirmed"] == 33
+
+    result = cumulative_counts_never_decrease(shared.daily)
+    assert {m: result.metadata[f"{m}_decreases"].value for m in expected} == expected
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    examples = result.metadata["confirmed_examples"].value
+    assert len(examples) == 5 and all(e["value"] < e["previous_value"] for e in examples)
+    keys = [(e["country_region"], e["date"]) for e in examples]
+    assert keys == sorted(keys)
