@@ -196,8 +196,7 @@ class MySQLIOManager(dg.ConfigurableIOManager):
         with self._engine.begin() as conn:
             for name, table in tables.items():
                 conn.execute(table.delete())
-                for chunk in frames[name].chunks():
-                    _insert_batches(conn, table, chunk)
+                _insert_batches(conn, table, frames[name])
 
     def _replace_mysql(self, schemas: Mapping[str, TableSchema], frames: Mapping[str, TableChunks]) -> None:
         metadata = sa.MetaData()
@@ -251,14 +250,15 @@ def _rows(frame: pd.DataFrame, table: sa.Table, dialect: sa.Dialect) -> list[tup
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
-def _insert_batches(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
-    """``executemany`` straight on the driver: positional parameters, no dict per row."""
+def _insert_batches(conn: sa.Connection, table: sa.Table, rows: TableChunks) -> None:
+    """``executemany`` straight on the driver, chunk by chunk: positional parameters, no dict per row."""
     quote = conn.dialect.identifier_preparer.quote
     placeholders = ", ".join(_PLACEHOLDERS[conn.dialect.paramstyle] for _ in table.columns)
     statement = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in table.columns)}) "
                  f"VALUES ({placeholders})")
-    for start in range(0, len(frame), INSERT_BATCH_ROWS):
-        conn.exec_driver_sql(statement, _rows(frame.iloc[start:start + INSERT_BATCH_ROWS], table, conn.dialect))
+    for frame in rows.chunks():
+        for start in range(0, len(frame), INSERT_BATCH_ROWS):
+            conn.exec_driver_sql(statement, _rows(frame.iloc[start:start + INSERT_BATCH_ROWS], table, conn.dialect))
 
 
 def _bulk_load_mysql(conn: sa.Connection, table: sa.Table, rows: TableChunks) -> None:
@@ -266,10 +266,9 @@ def _bulk_load_mysql(conn: sa.Connection, table: sa.Table, rows: TableChunks) ->
     refuses it."""
     if not rows.rows:  # the infile text would be one empty line, which LOAD DATA reads as a row
         return
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8", newline="") as tmp:
-        pass
+    handle, path = tempfile.mkstemp(suffix=".csv")
     try:
-        with open(tmp.name, "w", encoding="utf-8", newline="") as infile:
+        with open(handle, "w", encoding="utf-8", newline="") as infile:
             for chunk in rows.chunks():
                 infile.write(_mysql_infile_text(chunk))
         columns = ", ".join(f"`{c.name}`" for c in table.columns)
@@ -279,21 +278,20 @@ def _bulk_load_mysql(conn: sa.Connection, table: sa.Table, rows: TableChunks) ->
             f"LINES TERMINATED BY '\\n' ({columns})"
         )
         try:
-            conn.exec_driver_sql(statement, (tmp.name,))
+            conn.exec_driver_sql(statement, (path,))
         except sa.exc.DBAPIError as exc:
             code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
             if code not in _LOCAL_INFILE_REFUSED:
                 raise
             log.warning("the MySQL server refuses LOAD DATA LOCAL INFILE (%s); loading %s with batched inserts "
                         "instead (slower); enable local_infile on the server for bulk loads", exc.orig, table.name)
-            for chunk in rows.chunks():
-                _insert_batches(conn, table, chunk)
+            _insert_batches(conn, table, rows)
             return
         warnings = conn.exec_driver_sql("SHOW WARNINGS").fetchall()
         if warnings:
             raise SourceLoadError(f"LOAD DATA into {table.name} reported warnings: {warnings[:5]}")
     finally:
-        os.unlink(tmp.name)
+        os.unlink(path)
 
 
 def _mysql_infile_text(frame: pd.DataFrame) -> str:
