@@ -7,14 +7,11 @@
 #   docker compose build            (or: docker build -t covid19-etl:0.1.0 .)
 #
 # Spark is the pip-installed pyspark: SPARK_HOME is its package directory. The only jars added are the S3A
-# connector matching the Hadoop that pyspark bundles (deploy/s3a_jars.py reads that version at build time).
+# connector matching the Hadoop that pyspark bundles, fetched by Spark itself (etl_pipeline/spark_jars.py).
 
 # Debian 12 (bookworm) packages OpenJDK 17, the JRE this project runs Spark 4 with (Debian 13 moved to 21).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 FROM ${PYTHON_IMAGE}
-
-# Maven repository for the S3A jars (a mirror may be given with --build-arg).
-ARG MAVEN_REPO_URL=https://repo1.maven.org/maven2
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -46,16 +43,22 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/build/pyp
     && rm -rf /tmp/build
 
 ENV SPARK_HOME=/opt/venv/lib/python3.11/site-packages/pyspark
-# The S3A connector (hadoop-aws + AWS SDK v2 bundle), versions read from pyspark's jars and hadoop-aws's POM,
-# sha1-verified; depends only on the pyspark version, so it is cached with the layer above.
-COPY deploy/s3a_jars.py /tmp/s3a_jars.py
-RUN test -x "$SPARK_HOME/bin/spark-class" \
-    && python /tmp/s3a_jars.py "$SPARK_HOME/jars" --repo "$MAVEN_REPO_URL" \
-    && rm /tmp/s3a_jars.py
-
+ENV SPARK_JARS_IVY=/opt/spark-ivy
 # Spark reads $SPARK_HOME/conf/spark-defaults.conf when it starts a JVM (driver, Connect server); the session
 # provider reads the same file through SPARK_DEFAULTS_CONF.
 COPY spark-defaults.conf $SPARK_HOME/conf/spark-defaults.conf
+# The JVM jars (the S3A connector: hadoop-aws at pyspark's Hadoop version and the AWS SDK v2 bundle its POM
+# declares), resolved by Spark's own Ivy into the cache every driver and the Connect server read through
+# spark.jars.ivy (etl_pipeline/spark_jars.py, the same code as `covid-etl fetch-jars`), and named in the
+# image's spark-defaults.conf so that every spark-submit (the Connect server) loads them too. It runs on its
+# own, before the project is installed, so these layers depend only on the pyspark version. The runtime user
+# owns the cache: Ivy writes its resolution files there at every start.
+COPY etl_pipeline/spark_jars.py /tmp/spark_jars.py
+RUN test -x "$SPARK_HOME/bin/spark-class" \
+    && python /tmp/spark_jars.py --ivy "$SPARK_JARS_IVY" --append-to "$SPARK_HOME/conf/spark-defaults.conf" \
+    && chown -R etl:etl "$SPARK_JARS_IVY" \
+    && rm /tmp/spark_jars.py
+
 COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/home/
 
 # The project itself, without touching the pinned dependencies; `pip check` proves the set is consistent.

@@ -38,6 +38,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if summary.success else 1
 
 
+def _fetch_jars(args: argparse.Namespace, settings: Settings) -> int:
+    from etl_pipeline.spark_jars import fetch_report
+
+    print(fetch_report(args.ivy or settings.spark_jars_ivy))
+    return 0
+
+
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.app import serve
 
@@ -82,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=3, help="repetitions of each measurement (default: 3)")
     bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (default: all)")
     bench.set_defaults(handler=_bench)
+
+    jars = commands.add_parser("fetch-jars", help="resolve the JVM jars Spark needs (S3A connector) into their cache")
+    jars.add_argument("--ivy", type=Path, help="Ivy cache directory (default: $SPARK_JARS_IVY, else "
+                      "~/.cache/covid-etl/ivy)")
+    jars.set_defaults(handler=_fetch_jars)
 
     dashboard = commands.add_parser("dashboard", help="serve the Dash app over the warehouse")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")

@@ -37,7 +37,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "aws_access_key_id": from_env("AWS_ACCESS_KEY_ID", settings.aws_access_key_id),
         "aws_secret_access_key": from_env("AWS_SECRET_ACCESS_KEY", settings.aws_secret_access_key),
     }
-    spark = SparkSessionResource(master=settings.spark_master, **s3)
+    spark = SparkSessionResource(master=settings.spark_master, packages=settings.spark_packages(),
+                                 ivy_dir=str(settings.spark_jars_ivy), **s3)
     return {
         "mysql_io_manager": MySQLIOManager(url=from_env("SOURCE_DB_URL", settings.source_db_url)),
         "minio_io_manager": MinIOIOManager(lake_url=settings.lake_url, **s3),

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from etl_pipeline.spark_jars import ivy_dir
+
 #: Variables that hold secrets on their own (not inside a URL).
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY",)
 
@@ -25,6 +27,8 @@ class Settings:
     lake_url: str
     spark_master: str
     covid_data_dir: Path
+    spark_jars_ivy: Path
+    dagster_home: Path
     s3_endpoint_url: str | None = None
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
@@ -45,6 +49,8 @@ class Settings:
             lake_url=(get("LAKE_URL") or str(home / "lake")).rstrip("/"),
             spark_master=get("SPARK_MASTER") or "local[*]",
             covid_data_dir=Path(get("COVID_DATA_DIR") or home / "data").expanduser().absolute(),
+            spark_jars_ivy=ivy_dir(env),
+            dagster_home=Path(get("DAGSTER_HOME") or home / "dagster").expanduser().absolute(),
             s3_endpoint_url=get("S3_ENDPOINT_URL"),
             aws_access_key_id=get("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=get("AWS_SECRET_ACCESS_KEY"),
@@ -53,6 +59,13 @@ class Settings:
     @property
     def lake_is_s3(self) -> bool:
         return self.lake_url.startswith("s3://")
+
+    def spark_packages(self) -> list[str]:
+        """Maven coordinates the Spark driver must resolve: the S3A connector for an ``s3://`` lake, none
+        otherwise, and none for Spark Connect (the server is started with them)."""
+        from etl_pipeline.spark_jars import s3a_packages
+
+        return s3a_packages() if self.lake_is_s3 and not self.spark_master.startswith("sc://") else []
 
     def describe(self) -> dict[str, str]:
         """The settings as strings safe to print: passwords in URLs and secret keys are redacted."""

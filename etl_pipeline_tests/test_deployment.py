@@ -5,22 +5,20 @@
   can follow each secret to the services that receive it;
 - the PostgreSQL init scripts run by ``psql`` against the real server on 127.0.0.1;
 - deploy/dagster.yaml loaded by Dagster against that server;
-- deploy/s3a_jars.py (the Dockerfile's jar step) against a local HTTP Maven repository;
+- the Dockerfile's jar step (etl_pipeline/spark_jars.py run on its own) against Maven Central;
 - the Dockerfile, .dockerignore and spark-defaults.conf read as text.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import http.server
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import tomllib
+import urllib.request
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -35,6 +33,7 @@ from packaging.utils import canonicalize_name
 
 from etl_pipeline.definitions import WRITES_TAG
 from etl_pipeline.resources.spark import parse_spark_defaults, resolve_conf_file
+from etl_pipeline.spark_jars import s3a_packages
 from etl_pipeline_tests.conftest import REPO_ROOT, unavailable
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -42,7 +41,7 @@ ENV_EXAMPLE = REPO_ROOT / ".env.example"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DEPLOY = REPO_ROOT / "deploy"
 PG_INIT = DEPLOY / "postgres" / "init"
-S3A_JARS_SCRIPT = DEPLOY / "s3a_jars.py"
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 PYSPARK_JARS = Path(__import__("pyspark").__file__).resolve().parent / "jars"
 
 SERVICES = {
@@ -325,7 +324,8 @@ def psql(
     command = [exe, "-X", "-h", server.host, "-p", str(server.port or 5432), "-U", server.username, "-d", "postgres"]
     for name, value in (variables or {}).items():
         command += ["-v", f"{name}={value}"]
-    return subprocess.run([*command, "-f", str(script)], capture_output=True, text=True, timeout=60, env=env or {})
+    env = {**(env or {}), **({"PGPASSWORD": server.password} if server.password else {})}
+    return subprocess.run([*command, "-f", str(script)], capture_output=True, text=True, timeout=60, env=env)
 
 
 def psql_ok(
@@ -500,7 +500,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_no_secrets() -> 
     lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     sources = [src for kind, args in dockerfile_instructions() if kind == "COPY" for src in args.split()[:-1]]
-    assert {"pyproject.toml", "README.md", "etl_pipeline", "dashboard", "deploy/s3a_jars.py"} <= set(sources)
+    assert {"pyproject.toml", "README.md", "etl_pipeline", "dashboard", "etl_pipeline/spark_jars.py"} <= set(sources)
     for source in sources:
         files = [source] if not (REPO_ROOT / source).is_dir() else [
             str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / source).rglob("*.py") if "__pycache__" not in p.parts
@@ -521,7 +521,7 @@ def test_the_dockerfile_pins_its_base_runs_as_non_root_and_ships_only_sdk_v2() -
     assert base, "the base image must be pinned to a Python patch release"
     assert ("ENV", f"SPARK_HOME=/opt/venv/lib/python{base[1]}/site-packages/pyspark") in instructions
     runs = [args for kind, args in instructions if kind == "RUN"]
-    assert any('python /tmp/s3a_jars.py "$SPARK_HOME/jars"' in run for run in runs)
+    assert any("python /tmp/spark_jars.py" in run for run in runs)
     assert any("pip install -c /tmp/build/constraints.txt" in run for run in runs)
     assert "aws-java-sdk" not in text  # the v1 SDK bundle is never fetched
     users = [args for kind, args in instructions if kind == "USER"]
@@ -563,199 +563,89 @@ def test_the_image_pins_every_runtime_package_at_the_tested_version() -> None:
         assert requirement.specifier.contains(pins[name], prereleases=True), f"{name} {pins[name]} vs {requirement}"
 
 
-# --------------------------------------------------------------------------------------------- S3A jars
+# --------------------------------------------------------------------------------------------- JVM jars
 
 
-HADOOP = "3.5.0"
-SDK_V2 = "2.35.4"
-#: What the hadoop-aws POM below declares for run time: (group path, artifact, version).
-RUNTIME_JARS = [
-    ("org/apache/hadoop", "hadoop-aws", HADOOP),
-    ("software/amazon/awssdk", "bundle", SDK_V2),
-    ("software/amazon/s3/analyticsaccelerator", "analyticsaccelerator-s3", "1.3.1"),
-    ("org/wildfly/openssl", "wildfly-openssl", "2.2.5.Final"),
-]
-
-
-def dependency_xml(group: str, artifact: str, version: str = "", scope: str = "", extra: str = "") -> str:
-    version_xml = f"<version>{version}</version>" if version else ""
-    scope_xml = f"<scope>{scope}</scope>" if scope else ""
-    return (
-        f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
-        f"{version_xml}{scope_xml}{extra}</dependency>"
-    )
-
-
-def pom_xml(
-    artifact: str, parent: str | None = None, *, properties: str = "", managed: str = "", dependencies: str = ""
-) -> str:
-    """The POM of ``org.apache.hadoop:<artifact>:HADOOP``, whose parent (if any) has the same group and version."""
-    parent_xml = (
-        f"<parent><groupId>org.apache.hadoop</groupId><artifactId>{parent}</artifactId><version>{HADOOP}</version>"
-        "</parent>" if parent else "<groupId>org.apache.hadoop</groupId>"
-    )
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  {parent_xml}
-  <artifactId>{artifact}</artifactId>
-  <version>{HADOOP}</version>
-  <!-- comments, like the real ones, must be ignored -->
-  <properties>{properties}</properties>
-  <dependencyManagement><dependencies>{managed}</dependencies></dependencyManagement>
-  <dependencies>{dependencies}</dependencies>
-</project>"""
-
-
-#: Shaped like the published POMs: hadoop-aws declares scopes without versions, hadoop-project manages the
-#: versions through properties, one of which refers to a property of the grandparent hadoop-main.
-HADOOP_AWS_POM = pom_xml("hadoop-aws", "hadoop-project", dependencies="".join([
-    dependency_xml("org.apache.hadoop", "hadoop-common", scope="provided"),
-    dependency_xml("org.apache.hadoop", "hadoop-common", scope="test", extra="<type>test-jar</type>"),
-    dependency_xml("org.apache.hadoop.thirdparty", "hadoop-shaded-guava", "1.5.0"),  # in pyspark's client jars
-    dependency_xml("com.amazonaws", "aws-java-sdk-core", scope="provided"),
-    dependency_xml("software.amazon.awssdk", "bundle", scope="compile"),
-    dependency_xml("software.amazon.encryption.s3", "amazon-s3-encryption-client-java", scope="provided"),
-    dependency_xml("software.amazon.s3.analyticsaccelerator", "analyticsaccelerator-s3"),
-    dependency_xml("org.wildfly.openssl", "wildfly-openssl", scope="runtime"),
-    dependency_xml("software.amazon.awssdk.crt", "aws-crt", scope="test"),
-    dependency_xml("org.example", "optional-thing", "1.0", extra="<optional>true</optional>"),
-    dependency_xml("junit", "junit", scope="test"),
-]))  # fmt: skip
-HADOOP_PROJECT_MANAGED = "".join([
-    dependency_xml("software.amazon.awssdk", "bundle", "${aws-java-sdk-v2.version}"),
-    dependency_xml("com.amazonaws", "aws-java-sdk-core", "${aws-java-sdk.version}"),
-    dependency_xml("software.amazon.s3.analyticsaccelerator", "analyticsaccelerator-s3",
-                   "${amazon-s3-analyticsaccelerator-s3.version}"),
-    dependency_xml("org.wildfly.openssl", "wildfly-openssl", "${openssl-wildfly.version}"),
-    dependency_xml("org.apache.hadoop", "hadoop-common", "${project.version}"),
-])  # fmt: skip
-HADOOP_PROJECT_PROPERTIES = (
-    f"<aws-java-sdk-v2.version>{SDK_V2}</aws-java-sdk-v2.version>"
-    "<aws-java-sdk.version>1.12.720</aws-java-sdk.version>"
-    "<amazon-s3-analyticsaccelerator-s3.version>1.3.1</amazon-s3-analyticsaccelerator-s3.version>"
-    "<openssl-wildfly.version>${wildfly.base}.Final</openssl-wildfly.version>"
-)
-
-
-class MavenRepo:
-    """A directory served over HTTP on 127.0.0.1, laid out like Maven Central."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/maven2"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def put(self, path: str, content: str | bytes) -> None:
-        target = self.root / "maven2" / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content.encode() if isinstance(content, str) else content)
-
-    def put_pom(self, artifact: str, xml: str) -> None:
-        self.put(f"org/apache/hadoop/{artifact}/{HADOOP}/{artifact}-{HADOOP}.pom", xml)
-
-    def put_jar(self, group_path: str, artifact: str, version: str) -> bytes:
-        """Publish a jar (unique content) with its ``.sha1`` in Maven's ``<hex>  <file name>`` form."""
-        content = f"jar {artifact} {version} {uuid.uuid4().hex}".encode()
-        path = f"{group_path}/{artifact}/{version}/{artifact}-{version}.jar"
-        self.put(path, content)
-        self.put(f"{path}.sha1", f"{hashlib.sha1(content).hexdigest()}  {artifact}-{version}.jar\n")
-        return content
-
-
-@pytest.fixture
-def maven(tmp_path: Path) -> Iterator[MavenRepo]:
-    repo = MavenRepo(tmp_path / "repo")
-    repo.put_pom("hadoop-aws", HADOOP_AWS_POM)
-    repo.put_pom("hadoop-project", pom_xml("hadoop-project", "hadoop-main", properties=HADOOP_PROJECT_PROPERTIES,
-                                           managed=HADOOP_PROJECT_MANAGED))  # fmt: skip
-    repo.put_pom("hadoop-main", pom_xml("hadoop-main", properties="<wildfly.base>2.2.5</wildfly.base>"))
-    yield repo
-    repo.server.shutdown()
-    repo.server.server_close()
-
-
-@pytest.fixture
-def spark_jars(tmp_path: Path) -> Path:
-    """A stand-in for $SPARK_HOME/jars: pyspark's jar names (their content is not read)."""
-    jars = tmp_path / "jars"
-    jars.mkdir()
-    (jars / f"hadoop-client-api-{HADOOP}.jar").touch()
-    (jars / "spark-core_2.13-4.3.0.jar").touch()
-    return jars
-
-
-def run_s3a_jars(jars: Path, repo_url: str) -> subprocess.CompletedProcess:
-    """The Dockerfile's step: ``python deploy/s3a_jars.py $SPARK_HOME/jars --repo URL``."""
-    command = [sys.executable, str(S3A_JARS_SCRIPT), str(jars), "--repo", repo_url]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
-
-
-def added_jars(jars: Path) -> dict[str, bytes]:
-    """Files the script left in ``jars`` besides pyspark's own (hidden ones included)."""
-    pyspark_own = {p.name for p in jars.iterdir() if p.name.startswith(("hadoop-client-api-", "spark-core"))}
-    return {p.name: p.read_bytes() for p in jars.iterdir() if p.name not in pyspark_own}
-
-
-def test_the_hadoop_version_is_the_one_pyspark_bundles() -> None:
-    sys.path.insert(0, str(DEPLOY))
+def maven_central_reachable() -> bool:
     try:
-        from s3a_jars import bundled_hadoop_version
-    finally:
-        sys.path.remove(str(DEPLOY))
-    [client_api] = PYSPARK_JARS.glob("hadoop-client-api-*.jar")
-    with zipfile.ZipFile(client_api) as jar:  # what the Hadoop classes themselves report as their version
-        info = jar.read("common-version-info.properties").decode()
-    assert bundled_hadoop_version(PYSPARK_JARS) == re.search(r"^version=(.+)$", info, re.M)[1].strip()
+        urllib.request.urlopen(f"{MAVEN_CENTRAL}/org/apache/hadoop/hadoop-aws/maven-metadata.xml", timeout=10)
+    except OSError:
+        return False
+    return True
 
 
-def test_the_jars_are_hadoop_aws_and_the_sdk_v2_it_declares_each_sha1_verified(
-    maven: MavenRepo, spark_jars: Path
+@pytest.fixture(scope="module")
+def fetched_by_the_dockerfile_step(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
+    """The Dockerfile's jar step, run as it is written there (``python spark_jars.py`` on its own, outside the
+    package) against Maven Central, into an empty Ivy cache: Spark's own Ivy resolves everything. Returns the
+    cache, what the step printed and the image's spark-defaults.conf it appended to."""
+    if not maven_central_reachable():
+        unavailable(f"{MAVEN_CENTRAL} unreachable: the jar step cannot be checked")
+    ivy = tmp_path_factory.mktemp("ivy")
+    build = tmp_path_factory.mktemp("build")
+    standalone, image_conf = build / "spark_jars.py", build / "spark-defaults.conf"
+    shutil.copy(REPO_ROOT / "etl_pipeline" / "spark_jars.py", standalone)
+    shutil.copy(REPO_ROOT / "spark-defaults.conf", image_conf)
+    done = subprocess.run([sys.executable, str(standalone), "--ivy", str(ivy), "--append-to", str(image_conf)],
+                          cwd=build, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    return ivy, done.stdout, image_conf
+
+
+def test_the_dockerfile_step_resolves_hadoop_aws_at_pyspark_s_hadoop_with_the_sdk_v2_only(
+    fetched_by_the_dockerfile_step: tuple[Path, str, Path],
 ) -> None:
-    served = {f"{artifact}-{version}.jar": maven.put_jar(g, artifact, version) for g, artifact, version in RUNTIME_JARS}
-    maven.put_jar("com/amazonaws", "aws-java-sdk-bundle", "1.12.720")  # published too, as on Maven Central
-    done = run_s3a_jars(spark_jars, maven.url)
-    assert done.returncode == 0, done.stderr
-    assert added_jars(spark_jars) == served
-    assert sorted(served) == ["analyticsaccelerator-s3-1.3.1.jar", f"bundle-{SDK_V2}.jar",
-                              f"hadoop-aws-{HADOOP}.jar", "wildfly-openssl-2.2.5.Final.jar"]  # fmt: skip
+    ivy, report, image_conf = fetched_by_the_dockerfile_step
+    [client_api] = PYSPARK_JARS.glob("hadoop-client-api-*.jar")
+    hadoop = client_api.name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+    assert s3a_packages() == [f"org.apache.hadoop:hadoop-aws:{hadoop}"]
+    jars = sorted(p.name for p in (ivy / "jars").glob("*.jar"))
+    assert f"org.apache.hadoop_hadoop-aws-{hadoop}.jar" in jars
+    assert [j for j in jars if j.startswith("software.amazon.awssdk_bundle-2.")], jars  # the SDK v2, shaded
+    assert not [j for j in jars if j.startswith("com.amazonaws")], jars  # never the v1 SDK
+    assert not [j for j in jars if j.startswith("org.apache.hadoop_") and "hadoop-aws" not in j], jars
+    assert f"{len(jars)} jar(s)" in report and str(ivy) in report
+    # the hadoop-aws POM that Ivy read names the same Hadoop: the pin and the resolver agree
+    [pom] = (ivy / "cache" / "org.apache.hadoop" / "hadoop-aws").glob(f"ivy-{hadoop}.xml")
+    assert f'revision="{hadoop}"' in pom.read_text()
+    # the image's spark-defaults.conf now names them, for every spark-submit of the image (the Connect server)
+    conf = parse_spark_defaults(image_conf.read_text())
+    assert conf["spark.jars.packages"] == f"org.apache.hadoop:hadoop-aws:{hadoop}"
+    assert conf["spark.jars.ivy"] == str(ivy)
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"  # the project's own lines are kept
 
 
-def test_a_jar_that_fails_its_sha1_is_not_installed(maven: MavenRepo, spark_jars: Path) -> None:
-    for coordinates in RUNTIME_JARS:
-        maven.put_jar(*coordinates)
-    maven.put(f"software/amazon/awssdk/bundle/{SDK_V2}/bundle-{SDK_V2}.jar", b"tampered")
-    done = run_s3a_jars(spark_jars, maven.url)
-    assert done.returncode == 1
-    assert f"bundle-{SDK_V2}.jar: sha1 {hashlib.sha1(b'tampered').hexdigest()} does not match" in done.stderr
-    assert not [name for name in added_jars(spark_jars) if name.startswith(("bundle", "."))]  # no partial file
+def test_without_maven_central_and_cache_the_session_names_the_command_that_fetches_the_jars(tmp_path: Path) -> None:
+    """A local session that needs the S3A jars, with an empty cache and no repository reachable, fails with
+    the command to run, not with Py4J's 'Java gateway process exited'."""
+    settings_file = tmp_path / "ivysettings.xml"  # a repository chain that reaches nothing
+    settings_file.write_text('<ivysettings><settings defaultResolver="none"/><resolvers>'
+                             '<ibiblio name="none" m2compatible="true" root="http://127.0.0.1:9/maven2/"/>'
+                             "</resolvers></ivysettings>")
+    code = f"""
+import sys
+from etl_pipeline.resources.spark import SparkSessionResource
+from etl_pipeline.spark_jars import JarsUnavailable, s3a_packages
+resource = SparkSessionResource(master="local[1]", packages=s3a_packages(), ivy_dir={str(tmp_path / "ivy")!r},
+                                conf_file={str(write_conf(tmp_path, settings_file))!r}, class_archive=False)
+try:
+    resource.get_session()
+except JarsUnavailable as exc:
+    print(exc)
+    sys.exit(3)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=REPO_ROOT, env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+    assert done.returncode == 3, done.stdout + done.stderr[-3000:]
+    assert "could not resolve org.apache.hadoop:hadoop-aws:" in done.stdout
+    assert "covid-etl fetch-jars" in done.stdout
 
 
-def test_a_hadoop_aws_that_needs_the_v1_sdk_is_refused(maven: MavenRepo, spark_jars: Path) -> None:
-    maven.put_pom("hadoop-aws", pom_xml("hadoop-aws", "hadoop-project", dependencies="".join([
-        dependency_xml("com.amazonaws", "aws-java-sdk-bundle", "1.12.367"),
-        dependency_xml("software.amazon.awssdk", "bundle"),
-    ])))  # fmt: skip
-    for coordinates in RUNTIME_JARS:
-        maven.put_jar(*coordinates)
-    done = run_s3a_jars(spark_jars, maven.url)
-    assert done.returncode == 1
-    assert "needs the AWS SDK v1 (com.amazonaws:aws-java-sdk-bundle:1.12.367)" in done.stderr
-    assert added_jars(spark_jars) == {}
-
-
-def test_unknown_versions_and_missing_poms_fail_with_a_clear_message(maven: MavenRepo, spark_jars: Path) -> None:
-    maven.put_pom("hadoop-project", pom_xml("hadoop-project", "hadoop-main", managed=HADOOP_PROJECT_MANAGED))
-    done = run_s3a_jars(spark_jars, maven.url)
-    assert done.returncode == 1
-    assert "undefined POM properties ['aws-java-sdk-v2.version']" in done.stderr
-
-    (spark_jars / f"hadoop-client-api-{HADOOP}.jar").rename(spark_jars / "hadoop-client-api-9.9.9.jar")
-    done = run_s3a_jars(spark_jars, maven.url)
-    assert done.returncode == 1
-    assert f"{maven.url}/org/apache/hadoop/hadoop-aws/9.9.9/hadoop-aws-9.9.9.pom: HTTP Error 404" in done.stderr
+def write_conf(directory: Path, ivy_settings: Path) -> Path:
+    path = directory / "spark-defaults.conf"
+    path.write_text(f"spark.jars.ivySettings {ivy_settings}\nspark.ui.enabled false\n")
+    return path
 
 
 # --------------------------------------------------------------------------------------------- Spark

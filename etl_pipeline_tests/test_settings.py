@@ -18,6 +18,8 @@ DEPLOYMENT_ENV = {
     "AWS_SECRET_ACCESS_KEY": "minio-secret-key",
     "SPARK_MASTER": "spark://spark-master:7077",
     "COVID_DATA_DIR": "/opt/etl/csv",
+    "SPARK_JARS_IVY": "/opt/spark-ivy",
+    "DAGSTER_HOME": "/opt/dagster/home",
 }
 SECRETS = ("db-pass-1", "db-pass-2", "minio-secret-key")
 
@@ -33,8 +35,11 @@ def test_empty_environment_gives_the_embedded_defaults_under_dot_etl(tmp_path: P
         lake_url=f"{home}/lake",
         spark_master="local[*]",
         covid_data_dir=home / "data",
+        spark_jars_ivy=Path.home() / ".cache" / "covid-etl" / "ivy",
+        dagster_home=home / "dagster",
     )
     assert not settings.lake_is_s3
+    assert settings.spark_packages() == []  # a local lake needs no extra jar
 
 
 def test_etl_home_moves_every_default(tmp_path: Path) -> None:
@@ -43,6 +48,7 @@ def test_etl_home_moves_every_default(tmp_path: Path) -> None:
     assert settings.warehouse_db_url == f"sqlite:///{tmp_path}/warehouse.db"
     assert settings.lake_url == f"{tmp_path}/lake"
     assert settings.covid_data_dir == tmp_path / "data"
+    assert settings.dagster_home == tmp_path / "dagster"
 
 
 def test_every_variable_is_honoured() -> None:
@@ -54,11 +60,17 @@ def test_every_variable_is_honoured() -> None:
         lake_url="s3://warehouse",  # trailing slash dropped: paths are joined with "/"
         spark_master="spark://spark-master:7077",
         covid_data_dir=Path("/opt/etl/csv"),
+        spark_jars_ivy=Path("/opt/spark-ivy"),
+        dagster_home=Path("/opt/dagster/home"),
         s3_endpoint_url="http://minio:9000",
         aws_access_key_id="minio-user",
         aws_secret_access_key="minio-secret-key",
     )
     assert settings.lake_is_s3
+    [s3a] = settings.spark_packages()  # the S3A connector, at the Hadoop version pyspark bundles
+    assert s3a.startswith("org.apache.hadoop:hadoop-aws:3.")
+    connect = Settings.from_env({**DEPLOYMENT_ENV, "SPARK_MASTER": "sc://spark-connect:15002"})
+    assert connect.spark_packages() == []  # the Connect server holds the jars, the client none
 
 
 def test_blank_variables_count_as_unset(tmp_path: Path) -> None:
@@ -104,6 +116,8 @@ def test_describe_shows_no_secret_but_everything_else() -> None:
         "lake_url": "s3://warehouse",
         "spark_master": "spark://spark-master:7077",
         "covid_data_dir": "/opt/etl/csv",
+        "spark_jars_ivy": "/opt/spark-ivy",
+        "dagster_home": "/opt/dagster/home",
         "s3_endpoint_url": "http://minio:9000",
         "aws_access_key_id": "minio-user",
         "aws_secret_access_key": "***",
@@ -113,4 +127,5 @@ def test_describe_shows_no_secret_but_everything_else() -> None:
 def test_describe_leaves_out_unset_values(tmp_path: Path) -> None:
     assert set(Settings.from_env({"ETL_HOME": str(tmp_path)}).describe()) == {
         "etl_home", "source_db_url", "warehouse_db_url", "lake_url", "spark_master", "covid_data_dir",
+        "spark_jars_ivy", "dagster_home",
     }

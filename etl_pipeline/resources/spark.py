@@ -33,12 +33,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import dagster as dg
 from pydantic import Field
+
+from etl_pipeline.spark_jars import JarsUnavailable, ivy_dir, packages_conf, unavailable_message
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession as ClassicSession
@@ -115,9 +117,17 @@ def session_conf(
     s3_endpoint_url: str | None = None,
     aws_access_key_id: str | None = None,
     aws_secret_access_key: str | None = None,
+    packages: Sequence[str] = (),
+    ivy: str | None = None,
 ) -> dict[str, str]:
-    """Every setting the session is built with (pure: no environment, no I/O)."""
+    """Every setting the session is built with (pure: no environment, no I/O).
+
+    ``packages`` (Maven coordinates, see :mod:`etl_pipeline.spark_jars`) are resolved by the driver through the
+    Ivy cache ``ivy`` and shipped to the executors; a Spark Connect server must be started with them instead.
+    """
     conf = {**BASE_CONF, **(LOCAL_CONF if is_local(master) else {}), **defaults}
+    if packages:
+        conf.update(packages_conf(packages, ivy or ivy_dir()))
     if is_local(master):
         conf["spark.driver.host"] = LOOPBACK
         conf["spark.driver.bindAddress"] = LOOPBACK
@@ -171,7 +181,14 @@ def _build(master: str, app_name: str, conf: Mapping[str, str]) -> AnySparkSessi
     if is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local executors run this interpreter
-    return SparkSession.builder.master(master).appName(app_name).config(map=dict(conf)).getOrCreate()
+    builder = SparkSession.builder.master(master).appName(app_name).config(map=dict(conf))
+    if "spark.jars.packages" not in conf:
+        return builder.getOrCreate()
+    try:  # the launcher resolves the packages before the JVM starts; it fails without network or cache
+        return builder.getOrCreate()
+    except RuntimeError as exc:
+        packages = conf["spark.jars.packages"].split(",")
+        raise JarsUnavailable(unavailable_message(packages, conf.get("spark.jars.ivy", "~/.ivy2"), exc)) from exc
 
 
 def process_session(master: str, app_name: str, conf: Mapping[str, str]) -> AnySparkSession:
@@ -289,6 +306,11 @@ class SparkSessionResource(dg.ConfigurableResource):
         default=None,
         description="spark-defaults.conf; default: $SPARK_DEFAULTS_CONF, else the repository's spark-defaults.conf",
     )
+    packages: list[str] = Field(
+        default_factory=list,
+        description="Maven coordinates Spark resolves at start (the S3A connector for an s3:// lake)",
+    )
+    ivy_dir: str | None = Field(default=None, description="Ivy cache of those jars; default: SPARK_JARS_IVY")
     app_name: str = "covid19-etl"
     class_archive: bool = Field(
         default=True,
@@ -300,7 +322,8 @@ class SparkSessionResource(dg.ConfigurableResource):
         path = resolve_conf_file(self.conf_file)
         defaults = parse_spark_defaults(path.read_text()) if path else {}
         return session_conf(
-            self.master, defaults, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key
+            self.master, defaults, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key,
+            self.packages, self.ivy_dir,
         )
 
     def get_session(self) -> AnySparkSession:

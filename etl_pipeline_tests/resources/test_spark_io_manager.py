@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
 from etl_pipeline.resources.lake_paths import lake_path, s3_filesystem
-from etl_pipeline.resources.spark import SparkSessionResource
+from etl_pipeline.resources.spark import REPO_SPARK_DEFAULTS, SparkSessionResource, parse_spark_defaults
 from etl_pipeline.resources.spark_io_manager import (
     S3LakeFiles,
     SparkIOManager,
@@ -69,8 +69,9 @@ def expected_totals() -> list[list[Any]]:
     return [[c, days[c], confirmed[c], last[c].isoformat()] for c in sorted(days)]
 
 
-def round_trip(spark: SparkSessionResource, lake_url: str) -> dict[str, Any]:
-    """Materialize silver -> gold through the IO manager and report what landed in the lake (JSON-able)."""
+def round_trip(spark: SparkSessionResource, lake_url: str, **s3_access: str) -> dict[str, Any]:
+    """Materialize silver -> gold through the IO manager and report what landed in the lake (JSON-able).
+    ``s3_access``: the IO manager's endpoint and keys for an ``s3://`` lake."""
 
     @dg.asset(key=SILVER_KEY)
     def rt_cases(spark: SparkSessionResource) -> DataFrame:
@@ -87,7 +88,7 @@ def round_trip(spark: SparkSessionResource, lake_url: str) -> dict[str, Any]:
     session_seconds = time.monotonic() - started
     result = dg.materialize(
         [rt_cases, rt_country_totals],
-        resources={"spark": spark, "io_manager": SparkIOManager(lake_url=lake_url, spark=spark)},
+        resources={"spark": spark, "io_manager": SparkIOManager(lake_url=lake_url, spark=spark, **s3_access)},
     )
     metadata = {
         asset.op.name.split("__")[-1]: result.asset_materializations_for_node(asset.op.name)[0].metadata
@@ -129,8 +130,9 @@ def assert_round_trip(report: dict[str, Any], lake_url: str) -> None:
     preview = report["silver_preview"].splitlines()
     assert preview[0] == "| date | country_region | confirmed |"
     assert len(preview) == 2 + 5
-    assert report["lake_entries"] == ["gold/medical/rt_country_totals.pq", "silver/medical/rt_cases.pq"]
-    assert (Path(lake_url) / "silver/medical/rt_cases.pq/_SUCCESS").is_file()
+    if not lake_url.startswith("s3://"):
+        assert report["lake_entries"] == ["gold/medical/rt_country_totals.pq", "silver/medical/rt_cases.pq"]
+        assert (Path(lake_url) / "silver/medical/rt_cases.pq/_SUCCESS").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -251,10 +253,8 @@ def _parquet_bytes(rows: int) -> bytes:
 
 
 def test_s3_commit_replaces_the_target_prefix(s3: MotoS3) -> None:
-    """The S3 half of the commit step (Spark cannot reach S3 here: no hadoop-aws jar).
-
-    The objects Spark would write are put with boto3; the commit itself runs through pyarrow's S3 filesystem.
-    """
+    """The S3 half of the commit step on its own, with the objects Spark would write put by boto3 (the whole
+    path through s3a is tested above); the commit itself runs through pyarrow's S3 filesystem."""
     client = boto3.client(
         "s3", endpoint_url=s3.endpoint_url, aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key,
         region_name="us-east-1",
@@ -289,6 +289,41 @@ def test_s3_commit_replaces_the_target_prefix(s3: MotoS3) -> None:
     ]
     assert files.row_count(target) == 17
     assert not files.exists(staging)
+
+
+#: Runs in a child process: the S3A jars join a JVM only when it starts (``spark.jars.packages``), and this
+#: module's other tests already hold a JVM without them.
+S3_ROUND_TRIP = """
+import json, sys
+from etl_pipeline.resources.spark import REPO_SPARK_DEFAULTS, SparkSessionResource, parse_spark_defaults
+from etl_pipeline.spark_jars import s3a_packages
+from etl_pipeline_tests.resources.test_spark_io_manager import round_trip
+conf_file, access = sys.argv[1], json.loads(sys.argv[2])
+spark = SparkSessionResource(master="local[2]", conf_file=conf_file, packages=s3a_packages(), **access)
+print("REPORT " + json.dumps(round_trip(spark, "s3://warehouse", **access)))
+"""
+
+
+def test_round_trip_on_an_s3_lake_through_s3a_with_local_spark(s3: MotoS3, tmp_path: Path) -> None:
+    """Local Spark reads and writes ``s3a://`` on a real S3 server, with the jars Spark resolved itself
+    (SPARK_JARS_IVY's cache, filled by ``covid-etl fetch-jars``)."""
+    client = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id=s3.access_key,
+                          aws_secret_access_key=s3.secret_key, region_name="us-east-1")
+    client.create_bucket(Bucket="warehouse")
+    conf = write_spark_defaults(tmp_path / "spark-defaults.conf",
+                                {**parse_spark_defaults(REPO_SPARK_DEFAULTS.read_text()), **TEST_SPARK_CONF})
+    access = {"s3_endpoint_url": s3.endpoint_url, "aws_access_key_id": s3.access_key,
+              "aws_secret_access_key": s3.secret_key}
+    child = subprocess.run([sys.executable, "-c", S3_ROUND_TRIP, str(conf), json.dumps(access)], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable})
+    assert child.returncode == 0, child.stdout + child.stderr[-4000:]
+    [line] = [line for line in child.stdout.splitlines() if line.startswith("REPORT ")]
+    assert_round_trip(json.loads(line.removeprefix("REPORT ")), "s3://warehouse")
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="warehouse")["Contents"])
+    assert "silver/medical/rt_cases.pq/_SUCCESS" in keys and "gold/medical/rt_country_totals.pq/_SUCCESS" in keys
+    assert [k for k in keys if k.startswith("silver/medical/rt_cases.pq/part-") and k.endswith(".parquet")]
+    assert not [k for k in keys if "__staging-" in k]  # the commit step moved everything into place
 
 
 @pytest.fixture(scope="module")
