@@ -49,10 +49,11 @@ ENV SPARK_JARS_IVY=/opt/spark-ivy
 COPY spark-defaults.conf $SPARK_HOME/conf/spark-defaults.conf
 # The JVM jars (the S3A connector: hadoop-aws at pyspark's Hadoop version and the AWS SDK v2 bundle its POM
 # declares), resolved by Spark's own Ivy into the cache every driver and the Connect server read through
-# spark.jars.ivy (etl_pipeline/spark_jars.py, the same code as `covid-etl fetch-jars`), and named in the
-# image's spark-defaults.conf so that every spark-submit (the Connect server) loads them too. It runs on its
+# spark.jars.ivy (etl_pipeline/spark_jars.py, the same code as `covid-etl fetch-jars`), and put on the driver
+# and executor class path in the image's spark-defaults.conf: the Connect server, the dagster-code driver and
+# every executor load them from this cache, so no application ships ~690 MB to its executors. It runs on its
 # own, before the project is installed, so these layers depend only on the pyspark version. The runtime user
-# owns the cache: Ivy writes its resolution files there at every start.
+# owns the cache: a local driver's Ivy writes its resolution files there.
 COPY etl_pipeline/spark_jars.py /tmp/spark_jars.py
 RUN test -x "$SPARK_HOME/bin/spark-class" \
     && python /tmp/spark_jars.py --ivy "$SPARK_JARS_IVY" --append-to "$SPARK_HOME/conf/spark-defaults.conf" \

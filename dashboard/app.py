@@ -17,6 +17,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from dashboard.components import error_message
 from dashboard.context import DashboardContext
 from dashboard.data import Warehouse, WarehouseError
+from dashboard.formatting import date_range
 from dashboard.pages import spread_map, synthetic_control
 from etl_pipeline.resources.db import describe_url
 from etl_pipeline.settings import Settings
@@ -26,6 +27,7 @@ PAGES = (spread_map, synthetic_control)
 #: Public basemap used unless DASH_MAP_STYLE names another (tests use "white-bg", which needs no network).
 DEFAULT_MAP_STYLE = "carto-positron"
 SERVER_THREADS = 8
+SOURCE_NOTE = "Source: JHU CSSE and worldometers via the covid19 warehouse"
 
 
 def map_style_from_env() -> str:
@@ -48,10 +50,7 @@ def _shell() -> html.Div:
             dcc.Store(id="page-title"),
             navigation,
             html.Main(dcc.Loading(html.Div(id="page-content"), type="circle", delay_show=200), className="content"),
-            html.Footer(
-                "Source: JHU CSSE and worldometers via the covid19 warehouse (22 Jan – 27 Jul 2020).",
-                className="footer",
-            ),
+            html.Footer(f"{SOURCE_NOTE}.", id="footer", className="footer"),
         ]
     )
 
@@ -79,6 +78,21 @@ def _register_router(app: Dash, context: DashboardContext) -> None:
     app.clientside_callback("function(title) { if (title) { document.title = title; } }", Input("page-title", "data"))
 
 
+def footer_text(warehouse: Warehouse) -> str:
+    """The source note with the dates the warehouse holds (whatever snapshot was loaded)."""
+    try:
+        dates = warehouse.dates()["date"]
+    except WarehouseError:
+        return f"{SOURCE_NOTE} (not built yet)."
+    return f"{SOURCE_NOTE} ({date_range(dates.iat[0], dates.iat[-1])})." if len(dates) else f"{SOURCE_NOTE} (empty)."
+
+
+def _register_footer(app: Dash, context: DashboardContext) -> None:
+    @app.callback(Output("footer", "children"), Input("url", "pathname"))
+    def footer(_pathname: str | None) -> str:
+        return footer_text(context.warehouse)
+
+
 def create_app(warehouse_url: str | None = None, *, map_style: str | None = None) -> Dash:
     """The dashboard over the warehouse at ``warehouse_url`` (default: ``WAREHOUSE_DB_URL``), with the map
     style ``map_style`` (default: ``DASH_MAP_STYLE`` or :data:`DEFAULT_MAP_STYLE`)."""
@@ -95,6 +109,7 @@ def create_app(warehouse_url: str | None = None, *, map_style: str | None = None
     )
     app.layout = _shell()
     _register_router(app, context)
+    _register_footer(app, context)
     for page in PAGES:
         page.register_callbacks(app, context)
     return app

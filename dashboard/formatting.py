@@ -20,3 +20,10 @@ def format_value(value: float, unit: str = "") -> str:
 def long_date(day: pd.Timestamp) -> str:
     """'1 April 2020'."""
     return f"{day.day} {day:%B %Y}"
+
+
+def date_range(first: pd.Timestamp, last: pd.Timestamp) -> str:
+    """'22 Jan – 27 Jul 2020'; the year of the first day only when it differs ('30 Dec 2020 – 2 Jan 2021')."""
+    if first.year != last.year:
+        return f"{first.day} {first:%b %Y} – {last.day} {last:%b %Y}"
+    return f"{first.day} {first:%b} – {last.day} {last:%b %Y}"

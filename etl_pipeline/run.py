@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from etl_pipeline.assets.warehouse import PUBLISH_STEP
 from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
 from etl_pipeline.fetch import DATASET_FILES, default_base_url, fetch_data, missing_or_invalid
 from etl_pipeline.run_lock import exclusive_run
@@ -37,11 +38,23 @@ class LayerSummary:
 
 @dataclass
 class RunSummary:
+    """What ``covid-etl run`` prints: a line per layer, then what failed and why, and what was only warned about.
+
+    ``failures`` are failed steps (``<step>: <error>``); ``failed_checks`` and ``warnings`` are checks that did
+    not pass at ERROR and WARN severity (``<asset> <check>: <description>``, the description naming counts and
+    first examples); ``not_run`` are the steps of the run that never started because a step or blocking check
+    upstream failed; ``published`` tells whether the warehouse publication step succeeded (None: not in the run).
+    """
+
     success: bool
     seeded: dict[str, int] | None
     layers: dict[str, LayerSummary] = field(default_factory=dict)
     wall_seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+    published: bool | None = None
 
     def format(self) -> str:
         lines = []
@@ -56,6 +69,12 @@ class RunSummary:
                          f"{s.checks_failed:>8}{s.seconds:>9.1f}")
         lines.append(f"{'SUCCESS' if self.success else 'FAILED'} in {self.wall_seconds:.1f} s wall time")
         lines += [f"  failure: {f}" for f in self.failures]
+        lines += [f"  failed check: {c}" for c in self.failed_checks]
+        if self.not_run:
+            lines.append(f"  not run (a step or blocking check upstream failed): {', '.join(self.not_run)}")
+        if self.published is False:
+            lines.append("  warehouse not published: every warehouse table keeps its previous content")
+        lines += [f"  warned: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -77,6 +96,14 @@ def ensure_data(data_dir: Path) -> None:
     fetch_data(data_dir, base_url=default_base_url())
 
 
+def run_history(settings: Settings) -> dg.DagsterInstance:
+    """The Dagster instance that keeps the run's history: ``$DAGSTER_HOME`` (its ``dagster.yaml``, e.g. the
+    deployment's Postgres storage), else ``$ETL_HOME/dagster`` (SQLite storage), so that ``dagster dev`` with that
+    ``DAGSTER_HOME`` shows the run, its step logs, materializations and asset check results afterwards."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.from_config(str(settings.dagster_home))
+
+
 def run_pipeline(settings: Settings, data_dir: Path | None = None, *, instance: dg.DagsterInstance | None = None) -> RunSummary:
     started = time.perf_counter()
     data_dir = data_dir or settings.covid_data_dir
@@ -85,7 +112,7 @@ def run_pipeline(settings: Settings, data_dir: Path | None = None, *, instance: 
         needed = needs_seed(settings.source_db_url, data_dir)
         seeded = seed_source(settings.source_db_url, data_dir) if needed else None
         job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
-        with (dg.DagsterInstance.ephemeral() if instance is None else contextlib.nullcontext(instance)) as inst:
+        with (run_history(settings) if instance is None else contextlib.nullcontext(instance)) as inst:
             result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=QUIET)
             summary = summarize(result, inst, seeded)
     summary.wall_seconds = time.perf_counter() - started
@@ -94,6 +121,7 @@ def run_pipeline(settings: Settings, data_dir: Path | None = None, *, instance: 
 
 def summarize(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, seeded: dict[str, int] | None) -> RunSummary:
     layers: dict[str, LayerSummary] = defaultdict(LayerSummary)
+    failed_checks, warnings = [], []
     step_layer: dict[str, str] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
@@ -104,23 +132,38 @@ def summarize(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, s
         layers[layer].rows += int(rows.value) if rows is not None else 0
     for evaluation in result.get_asset_check_evaluations():
         s = layers[evaluation.asset_key.path[0]]
+        line = f"{evaluation.asset_key.to_user_string()} {evaluation.check_name}: {evaluation.description}"
         if evaluation.passed:
             s.checks_passed += 1
         elif evaluation.severity == dg.AssetCheckSeverity.WARN:
             s.checks_warned += 1
+            warnings.append(line)
         else:
             s.checks_failed += 1
+            failed_checks.append(line)
     for stats in instance.get_run_step_stats(result.run_id):
         if stats.step_key in step_layer and stats.end_time and stats.start_time:
             layers[step_layer[stats.step_key]].seconds += stats.end_time - stats.start_time
     failures = [
         f"{event.step_key}: {failure_message(event.step_failure_data.error) if event.step_failure_data.error else 'failed'}"
         for event in result.all_events
-        if event.is_step_failure
+        if event.is_step_failure and not _failed_by_blocking_checks(event.step_failure_data.error)
     ]
+    planned = [step.key for step in
+               instance.get_execution_plan_snapshot(result.dagster_run.execution_plan_snapshot_id).steps]
+    started = {event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_START}
+    succeeded = {event.step_key for event in result.all_events if event.is_step_success}
     ordered = {name: layers[name] for name in LAYERS if name in layers}
-    failed_checks = sum(s.checks_failed for s in ordered.values())
-    return RunSummary(success=result.success and not failed_checks, seeded=seeded, layers=ordered, failures=failures)
+    return RunSummary(
+        success=result.success and not failed_checks, seeded=seeded, layers=ordered, failures=failures,
+        failed_checks=failed_checks, warnings=warnings, not_run=[key for key in planned if key not in started],
+        published=PUBLISH_STEP in succeeded if PUBLISH_STEP in planned else None,
+    )
+
+
+def _failed_by_blocking_checks(error: SerializableErrorInfo | None) -> bool:
+    """A check step that failed only because a blocking check did not pass: the check's own line says why."""
+    return error is not None and error.cls_name == "DagsterAssetCheckFailedError"
 
 
 #: Dagster's own wrappers of the error that failed a step ("Exceeded max_retries of 2", "Error occurred while
@@ -130,6 +173,11 @@ _DAGSTER_WRAPPERS = {"RetryRequestedFromPolicy", "DagsterExecutionStepExecutionE
 
 
 def failure_message(error: SerializableErrorInfo) -> str:
+    """The message of the error that failed a step; a ``dagster.Failure`` (raised with a message written for
+    the user, e.g. by ``retry_only_transient``) without its qualified class name."""
     while error.cause is not None and error.cls_name in _DAGSTER_WRAPPERS:
         error = error.cause
-    return error.message.strip()
+    message = error.message.strip()
+    if error.cls_name == dg.Failure.__name__:
+        return message.removeprefix(f"{dg.Failure.__module__}.{dg.Failure.__name__}: ")
+    return message

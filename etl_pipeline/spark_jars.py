@@ -10,8 +10,18 @@ coordinates; nothing here downloads or parses a POM:
   declares the AWS SDK v2 ``bundle`` that release was tested with, so Ivy takes that too.
 
 The cache directory is ``SPARK_JARS_IVY`` (default ``$XDG_CACHE_HOME/covid-etl/ivy``, i.e.
-``~/.cache/covid-etl/ivy``): ``covid-etl fetch-jars`` fills it ahead of time (the Dockerfile and CI do), and a
-session that needs the jars fills it on first use when Maven Central is reachable.
+``~/.cache/covid-etl/ivy``): ``covid-etl fetch-jars`` fills it ahead of time (the Dockerfile and CI do) and
+writes a class-path manifest of what it resolved.
+
+How a JVM gets the jars depends on where its executors run:
+
+- a local driver (``local[*]``) takes ``spark.jars.packages`` (:func:`packages_conf`): Spark resolves them from
+  the cache, or fetches them on first use when Maven Central is reachable;
+- a cluster driver (``spark://``) and a Spark Connect server put the cached jars on the driver's and the
+  executors' class path (:func:`classpath_conf`). ``spark.jars.packages`` there would make every executor of
+  every application download the ~690 MB from its driver, twice (work and fetch directories: 1.3 GB per worker
+  after two runs, measured by the stack test); the workers read the same cache instead (the same image in
+  docker-compose.yml, the same machine in the tests).
 
 Standard library and pyspark only, so that the Dockerfile runs this file on its own (``python spark_jars.py``)
 before the project is installed, and the jar layer is not rebuilt when the code changes.
@@ -20,6 +30,7 @@ before the project is installed, and the jar layer is not rebuilt when the code 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import sys
@@ -76,9 +87,30 @@ def packages_conf(packages: Sequence[str], ivy: Path | str) -> dict[str, str]:
     return {"spark.jars.packages": ",".join(packages), "spark.jars.ivy": str(ivy)}
 
 
+def manifest_path(packages: Sequence[str], ivy: Path | str) -> Path:
+    """Where :func:`fetch_jars` lists the jars it resolved for exactly these ``packages``."""
+    digest = hashlib.sha256(",".join(sorted(packages)).encode()).hexdigest()[:16]
+    return Path(ivy) / f"classpath-{digest}.txt"
+
+
+def classpath_conf(packages: Sequence[str], ivy: Path | str) -> dict[str, str]:
+    """Driver and executor class path holding the jars :func:`fetch_jars` resolved for ``packages`` (empty for
+    none). Raises :class:`JarsUnavailable` naming ``covid-etl fetch-jars`` when they were not fetched."""
+    if not packages:
+        return {}
+    manifest = manifest_path(packages, ivy)
+    jars = manifest.read_text().split() if manifest.is_file() else []
+    if not jars or not all(Path(jar).is_file() for jar in jars):
+        raise JarsUnavailable(f"the jars of {', '.join(packages)} are not in the cache {ivy} (no {manifest.name})."
+                              "\nFetch them once while Maven Central is reachable: covid-etl fetch-jars "
+                              "(SPARK_JARS_IVY names the cache directory, the same on the driver and the workers)")
+    classpath = ":".join(jars)
+    return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+
+
 def fetch_jars(packages: Sequence[str], ivy: Path) -> list[Path]:
     """Resolve ``packages`` into the cache ``ivy`` the way a session would (Spark's Ivy, in a short-lived local
-    JVM) and return the jar files Spark put on its class path (``<ivy>/jars``).
+    JVM), list the jar files Spark put on its class path in :func:`manifest_path`, and return them.
 
     Raises :class:`JarsUnavailable` with Spark's own resolution error when a package cannot be resolved.
     """
@@ -96,7 +128,12 @@ def fetch_jars(packages: Sequence[str], ivy: Path) -> list[Path]:
         loaded = session.sparkContext.getConf().get("spark.jars", "")
     finally:
         session.stop()
-    return sorted(Path(p.removeprefix("file://").removeprefix("file:")) for p in loaded.split(",") if p)
+    jars = sorted(Path(p.removeprefix("file://").removeprefix("file:")) for p in loaded.split(",") if p)
+    manifest = manifest_path(packages, ivy)
+    partial = manifest.with_name(f"{manifest.name}.partial-{os.getpid()}")
+    partial.write_text("".join(f"{jar}\n" for jar in jars))
+    os.replace(partial, manifest)
+    return jars
 
 
 def unavailable_message(packages: Sequence[str], ivy: Path | str, cause: BaseException) -> str:
@@ -119,8 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ivy", type=Path, help="cache directory (default: $SPARK_JARS_IVY, else "
                         "~/.cache/covid-etl/ivy)")
     parser.add_argument("--append-to", type=Path, metavar="SPARK_DEFAULTS_CONF",
-                        help="then append spark.jars.packages and spark.jars.ivy to this spark-defaults.conf, so "
-                        "that every spark-submit of an image (the Connect server) resolves them from the cache")
+                        help="then put the jars on the driver and executor class path in this spark-defaults.conf, "
+                        "so that every spark-submit of an image (the Connect server) and its executors load them")
     args = parser.parse_args(argv)
     ivy = args.ivy or ivy_dir()
     try:
@@ -130,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.append_to:
         with args.append_to.open("a") as conf:
-            conf.write("\n# --- JVM packages, resolved from the image's Ivy cache (etl_pipeline/spark_jars.py) ---\n")
-            conf.writelines(f"{key} {value}\n" for key, value in packages_conf(s3a_packages(), ivy).items())
+            conf.write("\n# --- JVM jars from the image's Ivy cache (etl_pipeline/spark_jars.py, covid-etl fetch-jars) ---\n")
+            conf.writelines(f"{key} {value}\n" for key, value in classpath_conf(s3a_packages(), ivy).items())
     return 0
 
 

@@ -6,6 +6,7 @@ failure (``unavailable``), never a silent skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,10 @@ WORLDOMETER_NAMES = {
 #: The JHU countries worldometer lacks, with the continent a reviewer gives them.
 ABSENT_FROM_WORLDOMETER = {"China": "Asia", "Kosovo": "Europe"}
 
-MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_ADMIN_URL", "mysql+pymysql://root@127.0.0.1:3306")
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+#: The tests' own admin role on each server, created by ``.ci/servers`` (a test password, not a secret).
+MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_ADMIN_URL", "mysql+pymysql://etl_admin:etl-admin-test-pw@127.0.0.1:3306")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://etl_admin:etl-admin-test-pw@127.0.0.1:5432")
 
 
 def unavailable(reason: str) -> None:
@@ -207,7 +211,8 @@ def s3(s3_server: MotoS3) -> MotoS3:
 
 #: Variables that would point a run away from ETL_HOME's embedded defaults.
 DEPLOYMENT_VARIABLES = ("SOURCE_DB_URL", "WAREHOUSE_DB_URL", "LAKE_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                        "AWS_SECRET_ACCESS_KEY", "SPARK_MASTER", "COVID_DATA_DIR", "ALERT_WEBHOOK_URL")
+                        "AWS_SECRET_ACCESS_KEY", "SPARK_MASTER", "COVID_DATA_DIR", "ALERT_WEBHOOK_URL",
+                        "DAGSTER_HOME")
 
 
 def embedded_env(etl_home: Path, **overrides: str) -> dict[str, str]:
@@ -232,3 +237,68 @@ def embedded_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     result = covid_etl("run", "--data-dir", str(data_dir), env=embedded_env(home))
     assert result.returncode == 0, f"covid-etl run failed:\n{result.stdout}\n{result.stderr}"
     return home, result
+
+
+# -- PostgreSQL scripts run with psql -------------------------------------------------------------------------
+
+
+def psql_script(
+    server_url: str, script: Path, variables: dict[str, str] | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``script`` with ``psql`` as the admin user of ``server_url`` (no psqlrc, database ``postgres``), the way
+    the postgres image runs its init scripts: only ``env`` as the environment (plus the admin's password as
+    ``PGPASSWORD``, since the server asks for passwords over TCP) and ``variables`` as ``-v name=value``."""
+    import sqlalchemy as sa
+
+    exe = shutil.which("psql")
+    if exe is None:
+        unavailable("psql not found (Debian package postgresql-client)")
+    server = sa.make_url(server_url)
+    command = [exe, "-X", "-h", server.host or "127.0.0.1", "-p", str(server.port or 5432), "-U", server.username,
+               "-d", "postgres"]
+    for name, value in (variables or {}).items():
+        command += ["-v", f"{name}={value}"]
+    child_env = {**(env or {}), "PGPASSWORD": server.password or "", "PGCONNECT_TIMEOUT": "10"}
+    return subprocess.run([*command, "-f", str(script)], capture_output=True, text=True, timeout=60, env=child_env)
+
+
+@contextlib.contextmanager
+def deployment_roles(server_url: str, prefix: str = "") -> Iterator[dict[str, str]]:
+    """Unique names and passwords for the scripts of ``deploy/postgres/init`` (the variables ``.env`` gives them);
+    every database and role they name is dropped afterwards."""
+    import sqlalchemy as sa
+
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "WAREHOUSE_DB_NAME": f"{prefix}wh_{suffix}", "WAREHOUSE_DB_USER": f"{prefix}etl_{suffix}",
+        "WAREHOUSE_DB_PASSWORD": f"pw-{uuid.uuid4().hex}",
+        "DAGSTER_PG_DB": f"{prefix}dg_{suffix}", "DAGSTER_PG_USER": f"{prefix}dagster_{suffix}",
+        "DAGSTER_PG_PASSWORD": f"pw-{uuid.uuid4().hex}",
+        "DASHBOARD_DB_USER": f"dashboard_ro_{suffix}", "DASHBOARD_DB_PASSWORD": f"pw-{uuid.uuid4().hex}",
+    }  # fmt: skip
+    try:
+        yield names
+    finally:
+        admin = sa.create_engine(f"{server_url}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        with admin.connect() as conn:
+            for database in (names["WAREHOUSE_DB_NAME"], names["DAGSTER_PG_DB"]):
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            for role in (names["DASHBOARD_DB_USER"], names["WAREHOUSE_DB_USER"], names["DAGSTER_PG_USER"]):
+                conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def spark_jars() -> Path:
+    """The Ivy cache holding the S3A jars (``SPARK_JARS_IVY`` or its default), fetched once if missing: what
+    ``covid-etl fetch-jars`` does, in a child process (it starts a JVM of its own)."""
+    from etl_pipeline.spark_jars import ivy_dir, manifest_path, s3a_packages
+
+    ivy = ivy_dir()
+    if not manifest_path(s3a_packages(), ivy).is_file():
+        done = subprocess.run([sys.executable, "-m", "etl_pipeline.spark_jars", "--ivy", str(ivy)], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=1200,
+                              env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+        if done.returncode != 0:
+            unavailable(f"the S3A jars could not be fetched into {ivy}: {done.stderr[-2000:]}")
+    return ivy

@@ -49,14 +49,16 @@ def write_spark_defaults(path: Path, conf: Mapping[str, str]) -> Path:
     return path
 
 
-def spark_environment(base_dir: Path) -> dict[str, str]:
-    """Environment for Spark scripts: isolated conf/log/pid dirs, bound to 127.0.0.1.
+def spark_environment(base_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for Spark scripts: isolated conf/log/pid dirs, bound to 127.0.0.1, plus ``extra`` (e.g. the
+    lake's ``AWS_*`` keys, which a deployment gives the workers and the Connect server in their environment).
 
     ``SPARK_MASTER`` (this project's setting) is removed: ``spark-daemon.sh`` would ``rsync`` from it.
     Master and worker JVMs do little work, so they skip the optimizing JIT: they start several seconds
     faster on a 2-core machine.
     """
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_MASTER", "SPARK_REMOTE")}
+    env.update(extra or {})
     conf_dir = base_dir / "conf"
     write_spark_defaults(conf_dir / "spark-defaults.conf", TEST_SPARK_CONF)
     env.setdefault("SPARK_DAEMON_JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
@@ -109,14 +111,21 @@ def _log_tail(env: Mapping[str, str], lines: int = 30) -> str:
 
 class ConnectServer:
     """A Spark Connect server on ``sc://127.0.0.1:<free port>``, its driver on ``master`` (``local[N]`` or a
-    standalone cluster) with the extra Spark settings ``conf``."""
+    standalone cluster) with the extra Spark settings ``conf`` (``--conf``; ``spark.jars.packages`` among them
+    is resolved by ``spark-submit`` before the server starts) and the extra environment ``environment``."""
 
-    def __init__(self, base_dir: Path, master: str = "local[2]", conf: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        master: str = "local[2]",
+        conf: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.base_dir = base_dir
         self.master = master
         self.conf = dict(conf or {})
         self.port = free_port()
-        self.env = spark_environment(base_dir)
+        self.env = spark_environment(base_dir, environment)
         self.pid: int | None = None
 
     @property
@@ -163,9 +172,17 @@ class StandaloneCluster:
     Started and stopped like a deployment's ``sbin`` scripts do: ``spark-daemon.sh start|stop`` with the master as
     instance 1 and the workers as instances ``1..workers``, each JVM's pid in a file under ``SPARK_PID_DIR``.
     Worker ``n`` keeps its executors' directories (``<app id>/<executor id>/stderr``) in :meth:`worker_dir`.
+    ``environment`` is added to every daemon's environment, which the workers pass on to their executors.
     """
 
-    def __init__(self, base_dir: Path, workers: int = 2, cores_per_worker: int = 1, memory_per_worker: str = "1g"):
+    def __init__(
+        self,
+        base_dir: Path,
+        workers: int = 2,
+        cores_per_worker: int = 1,
+        memory_per_worker: str = "1g",
+        environment: Mapping[str, str] | None = None,
+    ):
         self.base_dir = base_dir
         self.cores_per_worker = cores_per_worker
         self.memory_per_worker = memory_per_worker
@@ -173,7 +190,7 @@ class StandaloneCluster:
         self.webui_port = free_port()
         self.worker_numbers = range(1, workers + 1)
         self.worker_webui_ports = {n: free_port() for n in self.worker_numbers}
-        self.env = spark_environment(base_dir)
+        self.env = spark_environment(base_dir, environment)
 
     @property
     def master_url(self) -> str:

@@ -34,7 +34,7 @@ from packaging.utils import canonicalize_name
 from etl_pipeline.definitions import WRITES_TAG
 from etl_pipeline.resources.spark import parse_spark_defaults, resolve_conf_file
 from etl_pipeline.spark_jars import s3a_packages
-from etl_pipeline_tests.conftest import REPO_ROOT, unavailable
+from etl_pipeline_tests.conftest import REPO_ROOT, deployment_roles, psql_script, unavailable
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
@@ -316,16 +316,9 @@ def test_every_image_is_pinned(resolved: dict, test_env: dict[str, str]) -> None
 def psql(
     server: sa.URL, script: Path, variables: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run ``script`` as the server's admin user like the postgres image's entrypoint does (no psqlrc), with
-    only ``env`` as environment and ``variables`` as ``-v name=value``."""
-    exe = shutil.which("psql")
-    if exe is None:
-        unavailable("psql not found (Debian package postgresql-client)")
-    command = [exe, "-X", "-h", server.host, "-p", str(server.port or 5432), "-U", server.username, "-d", "postgres"]
-    for name, value in (variables or {}).items():
-        command += ["-v", f"{name}={value}"]
-    env = {**(env or {}), **({"PGPASSWORD": server.password} if server.password else {})}
-    return subprocess.run([*command, "-f", str(script)], capture_output=True, text=True, timeout=60, env=env)
+    """Run ``script`` as the server's admin user like the postgres image's entrypoint does (conftest's
+    ``psql_script``)."""
+    return psql_script(server.render_as_string(hide_password=False), script, dict(variables or {}), dict(env or {}))
 
 
 def psql_ok(
@@ -338,22 +331,8 @@ def psql_ok(
 @pytest.fixture
 def warehouse_roles(postgres_server_url: str) -> Iterator[dict[str, str]]:
     """Unique names and passwords for the init scripts; everything they create is dropped afterwards."""
-    suffix = uuid.uuid4().hex[:8]
-    names = {
-        "WAREHOUSE_DB_NAME": f"wh_{suffix}", "WAREHOUSE_DB_USER": f"etl_{suffix}",
-        "WAREHOUSE_DB_PASSWORD": f"pw-{uuid.uuid4().hex}",
-        "DAGSTER_PG_DB": f"dg_{suffix}", "DAGSTER_PG_USER": f"dgu_{suffix}",
-        "DAGSTER_PG_PASSWORD": f"pw-{uuid.uuid4().hex}",
-        "DASHBOARD_DB_USER": f"ro_{suffix}", "DASHBOARD_DB_PASSWORD": f"pw-{uuid.uuid4().hex}",
-    }  # fmt: skip
-    yield names
-    admin = sa.create_engine(f"{postgres_server_url}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for database in (names["WAREHOUSE_DB_NAME"], names["DAGSTER_PG_DB"]):
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        for role in (names["DASHBOARD_DB_USER"], names["WAREHOUSE_DB_USER"], names["DAGSTER_PG_USER"]):
-            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
-    admin.dispose()
+    with deployment_roles(postgres_server_url) as names:
+        yield names
 
 
 def _login(server: sa.URL, user: str, password: str, database: str) -> sa.Engine:
@@ -609,10 +588,11 @@ def test_the_dockerfile_step_resolves_hadoop_aws_at_pyspark_s_hadoop_with_the_sd
     # the hadoop-aws POM that Ivy read names the same Hadoop: the pin and the resolver agree
     [pom] = (ivy / "cache" / "org.apache.hadoop" / "hadoop-aws").glob(f"ivy-{hadoop}.xml")
     assert f'revision="{hadoop}"' in pom.read_text()
-    # the image's spark-defaults.conf now names them, for every spark-submit of the image (the Connect server)
+    # the image's spark-defaults.conf puts exactly the resolved jars on every driver's and executor's class path
     conf = parse_spark_defaults(image_conf.read_text())
-    assert conf["spark.jars.packages"] == f"org.apache.hadoop:hadoop-aws:{hadoop}"
-    assert conf["spark.jars.ivy"] == str(ivy)
+    classpath = conf["spark.executor.extraClassPath"].split(":")
+    assert conf["spark.driver.extraClassPath"] == conf["spark.executor.extraClassPath"]
+    assert sorted(Path(p).name for p in classpath) == jars and all(Path(p).parent == ivy / "jars" for p in classpath)
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"  # the project's own lines are kept
 
 

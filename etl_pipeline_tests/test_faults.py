@@ -1,16 +1,25 @@
-"""Faults injected into the real servers on 127.0.0.1 while the pipeline runs, and the re-run after each.
+"""Faults injected into the real servers on 127.0.0.1 while the pipeline runs, and the re-run after each; and bad
+data in each layer, after which a run publishes nothing.
 
-Each test builds the real Definitions from the environment (``build_definitions``) and materializes only the
-assets that touch the failing server, so that a fault costs seconds instead of a whole Spark run. Attempts are
-counted from Dagster's event log, and the failure is read as ``covid-etl run`` prints it (``summarize``). After
-every fault the same assets run again and must store exactly what an undisturbed run stores.
+Each server fault test builds the real Definitions from the environment (``build_definitions``) and materializes
+only the assets that touch the failing server, so that a fault costs seconds instead of a whole Spark run.
+Attempts are counted from Dagster's event log, and the failure is read as ``covid-etl run`` prints it
+(``summarize``). After every fault the same assets run again and must store exactly what an undisturbed run
+stores.
+
+The bad-data tests (the cases of issue 12) start from a copy of the session's complete embedded run, so that the
+warehouse holds a previous good run, and run ``covid-etl run`` over edited copies of the shared files: a failed
+run must leave every warehouse table byte for byte as it was and say exactly what is wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import shutil
 import socket
+import sqlite3
 import struct
 import threading
 import time
@@ -25,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pymysql
 import pytest
@@ -34,15 +44,17 @@ from etl_pipeline.cli import main
 from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
 from etl_pipeline.resources.db import CONNECT_TIMEOUT_S
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
-from etl_pipeline.resources.psql_io_manager import PostgresIOManager
+from etl_pipeline.resources.psql_io_manager import PostgresIOManager, arrow_schema
 from etl_pipeline.retries import NETWORK_RETRY
 from etl_pipeline.run import QUIET, RunSummary, failure_message, summarize
 from etl_pipeline.seed import seed_source
 from etl_pipeline.settings import Settings
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
-from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, MotoS3, free_port, unavailable
+from etl_pipeline.warehouse_model import WAREHOUSE_TABLES, warehouse_table
+from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, MotoS3, covid_etl, embedded_env, free_port, unavailable
 from etl_pipeline_tests.resources.test_mysql_io_manager import arrow_frame
 from etl_pipeline_tests.test_seed import write_dataset
+from etl_pipeline_tests.test_warehouse_end_to_end import content_digest as warehouse_digest
 from etl_pipeline_tests.transforms.test_source_validation import csv_frame, read_rows, sorted_by_key, write_rows
 
 #: A password that must never be shown: every test that puts it in a URL greps the whole event log for it.
@@ -54,7 +66,9 @@ FAILURE_BOUND_S = 30
 POSITIONS = "covid19_cases_position"
 BRONZE_POSITIONS = ["bronze", "medical", POSITIONS]
 LOCATIONS = "fact_location_daily"
-WAREHOUSE_LOCATIONS = ["warehouse", "medical", LOCATIONS]
+#: The warehouse tables are published together, by one step: materializing them means all six.
+WAREHOUSE = [["warehouse", "medical", table] for table in WAREHOUSE_TABLES]
+PUBLISH_STEP = "warehouse"
 COUNTS = ("confirmed", "deaths", "recovered", "active")
 
 
@@ -64,9 +78,9 @@ class Outcome:
     result: dg.ExecuteInProcessResult
     summary: RunSummary
 
-    def attempts(self, key: list[str]) -> int:
+    def attempts(self, step: str) -> int:
         restarts = self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_RESTARTED)
-        return 1 + sum(1 for e in restarts if e.step_key == "__".join(key))
+        return 1 + sum(1 for e in restarts if e.step_key == step)
 
     def _retries(self) -> list[dg.DagsterEvent]:
         return self.result.filter_events(lambda e: e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
@@ -122,10 +136,19 @@ def materialize(job: dg.JobDefinition, *keys: list[str]) -> Outcome:
 
 
 # -- inputs --------------------------------------------------------------------------------------------------
-def write_gold(lake: Path, table: str, content: pa.Table) -> None:
-    """A gold table in a local lake, as the warehouse assets read it (the Spark steps are not run)."""
+def write_gold(lake: Path, tables: dict[str, pa.Table]) -> None:
+    """Gold tables in a local lake, as the warehouse publication reads them (the Spark steps are not run); the
+    gold tables not given are empty."""
     manager = MinIOIOManager(lake_url=str(lake))
-    manager.write(manager.location(["gold", "medical", table]), content)
+    for name in WAREHOUSE_TABLES:
+        manager.write(manager.location(["gold", "medical", name]),
+                      tables.get(name, arrow_schema(warehouse_table(name)).empty_table()))
+
+
+def gold_of(home: Path) -> dict[str, pa.Table]:
+    """The gold tables of a complete run's lake (Spark output directories)."""
+    return {name: pads.dataset(home / "lake" / "gold" / "medical" / f"{name}.pq", format="parquet").to_table()
+            for name in WAREHOUSE_TABLES}
 
 
 def locations(rows: int, confirmed_from: int = 0) -> pa.Table:
@@ -342,28 +365,28 @@ def test_an_unanswering_warehouse_fails_the_run_within_the_connect_timeout_namin
 ) -> None:
     lake = tmp_path / "lake"
     content = locations(rows=3_000)
-    write_gold(lake, LOCATIONS, content)
+    write_gold(lake, {LOCATIONS: content})
     silent = SilentServer()
     try:
         outcome = materialize(pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=(
-            f"postgresql+psycopg2://etl:{PASSWORD}@127.0.0.1:{silent.port}/warehouse")), WAREHOUSE_LOCATIONS)
+            f"postgresql+psycopg2://etl:{PASSWORD}@127.0.0.1:{silent.port}/warehouse")), *WAREHOUSE)
         abandoned = silent.wait_until_abandoned()
     finally:
         silent.close()
 
     assert not outcome.result.success
     failure = outcome.failure()
-    assert failure.startswith(f"warehouse__medical__{LOCATIONS}: ")
+    assert failure.startswith(f"{PUBLISH_STEP}: ")
     assert f"cannot connect to postgresql+psycopg2://etl:***@127.0.0.1:{silent.port}/warehouse" in failure
     assert "timeout expired" in failure  # the client's connect timeout ended each attempt
     assert PASSWORD not in outcome.event_log() + outcome.summary.format()
     # One connection per attempt, each given up by the client itself: the run's length is bounded by the
     # connect timeout of each attempt plus the retry delays, whatever the server does.
-    assert outcome.attempts(WAREHOUSE_LOCATIONS) == silent.accepted == abandoned == ATTEMPTS
+    assert outcome.attempts(PUBLISH_STEP) == silent.accepted == abandoned == ATTEMPTS
     assert ATTEMPTS * CONNECT_TIMEOUT_S + sum(outcome.retry_delays()) <= FAILURE_BOUND_S
 
-    rerun = materialize(pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=postgres_url), WAREHOUSE_LOCATIONS)
-    assert rerun.result.success and rerun.attempts(WAREHOUSE_LOCATIONS) == 1
+    rerun = materialize(pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=postgres_url), *WAREHOUSE)
+    assert rerun.result.success and rerun.attempts(PUBLISH_STEP) == 1
     assert stored_figures(postgres_url) == figures(content)
 
 
@@ -376,34 +399,43 @@ def test_a_load_whose_backend_is_terminated_keeps_the_previous_content_and_is_re
     digest_before = content_digest(postgres_url)
     lake = tmp_path / "lake"
     content = locations(rows=1_000_000)
-    write_gold(lake, LOCATIONS, content)
+    write_gold(lake, {LOCATIONS: content})
     job = pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=postgres_url)
 
     with BackendTerminator(postgres_url, "COPY") as terminator:
-        outcome = materialize(job, WAREHOUSE_LOCATIONS)
+        outcome = materialize(job, *WAREHOUSE)
 
     assert len(terminator.terminated) == 1, "the load finished before its COPY could be terminated"
     assert terminator.digest_after == digest_before  # the terminated transaction changed nothing
     assert outcome.result.success, outcome.summary.format()
-    assert outcome.attempts(WAREHOUSE_LOCATIONS) == 2
+    assert outcome.attempts(PUBLISH_STEP) == 2
     assert stored_figures(postgres_url) == figures(content)
 
 
-def test_bad_data_fails_the_load_at_once_without_retries_and_keeps_the_previous_content(
-    pipeline, tmp_path: Path, postgres_url: str
+def test_bad_data_in_one_table_fails_the_publication_at_once_and_no_table_changes(
+    pipeline, tmp_path: Path, postgres_url: str, home: Path
 ) -> None:
-    previous = locations(rows=2_000)
-    PostgresIOManager(url=postgres_url).load_table(LOCATIONS, previous)
-    digest_before = content_digest(postgres_url)
+    """The warehouse holds a complete run's gold; the next gold lacks the last day in covid19_daily_stats (which
+    loads fine) and has a NULL deaths in fact_location_daily: neither, nor any other table, changes."""
+    gold = gold_of(home)
+    PostgresIOManager(url=postgres_url).load_tables(gold)
+    before = warehouse_digest(postgres_url)
+    daily = gold["covid19_daily_stats"]
     lake = tmp_path / "lake"
-    write_gold(lake, LOCATIONS, with_null(locations(rows=3_000), "deaths", row=2_345))
+    write_gold(lake, {**gold, "covid19_daily_stats": daily.filter(pc.less(daily["date"], pc.max(daily["date"]))),
+                      LOCATIONS: with_null(gold[LOCATIONS], "deaths", row=2_345)})
 
-    outcome = materialize(pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=postgres_url), WAREHOUSE_LOCATIONS)
+    outcome = materialize(pipeline(LAKE_URL=str(lake), WAREHOUSE_DB_URL=postgres_url), *WAREHOUSE)
 
     assert not outcome.result.success
-    assert outcome.attempts(WAREHOUSE_LOCATIONS) == 1  # retrying cannot fix a value
-    assert "column 'deaths', input row 2,345: NULL in a NOT NULL column" in outcome.failure()
-    assert content_digest(postgres_url) == digest_before
+    assert outcome.attempts(PUBLISH_STEP) == 1  # retrying cannot fix a value
+    failure = outcome.failure()
+    assert failure.startswith(f"{PUBLISH_STEP}: publishing the warehouse: loading {LOCATIONS} into "
+                              "postgresql+psycopg2://")
+    assert "failed; none of the 6 tables (" in failure and all(table in failure for table in WAREHOUSE_TABLES)
+    assert "column 'deaths', input row 2,345: NULL in a NOT NULL column" in failure
+    assert outcome.summary.published is False
+    assert warehouse_digest(postgres_url) == before
 
 
 # -- the source (MySQL) --------------------------------------------------------------------------------------
@@ -429,7 +461,7 @@ def test_an_unreachable_source_fails_extraction_after_the_configured_retries_nam
         f"mysql+pymysql://etl:{PASSWORD}@127.0.0.1:{port}/covid19")), BRONZE_POSITIONS)
 
     assert not outcome.result.success
-    assert outcome.attempts(BRONZE_POSITIONS) == ATTEMPTS
+    assert outcome.attempts("__".join(BRONZE_POSITIONS)) == ATTEMPTS
     failure = outcome.failure()
     assert failure.startswith(f"bronze__medical__{POSITIONS}: ")
     assert f"cannot connect to mysql+pymysql://etl:***@127.0.0.1:{port}/covid19" in failure
@@ -501,7 +533,7 @@ def test_a_source_connection_killed_during_extraction_is_retried_and_bronze_hold
 
     assert len(killed) == 1
     assert outcome.result.success, outcome.summary.format()
-    assert outcome.attempts(BRONZE_POSITIONS) == 2
+    assert outcome.attempts("__".join(BRONZE_POSITIONS)) == 2
     assert "Lost connection to MySQL server during query" in outcome.retry_errors()[0]
     path = lake / "bronze" / "medical" / f"{POSITIONS}.pq"
     assert lake_files(lake) == [str(path.relative_to(lake))]  # no temporary file left by the failed attempt
@@ -561,7 +593,7 @@ def test_an_s3_endpoint_stopped_mid_write_leaves_the_previous_object_and_a_rerun
         outcome = materialize(job, BRONZE_POSITIONS)
 
         assert not outcome.result.success
-        assert outcome.attempts(BRONZE_POSITIONS) == ATTEMPTS
+        assert outcome.attempts("__".join(BRONZE_POSITIONS)) == ATTEMPTS
         where = f"writing Parquet to the lake failed (endpoint {endpoint.url}, bucket 'warehouse', key '{key}')"
         assert f"key '{key}.tmp-" in outcome.retry_errors()[0]  # cut while uploading the temporary object
         assert where in outcome.failure() and "Could not connect to server" in outcome.failure()
@@ -577,3 +609,232 @@ def test_an_s3_endpoint_stopped_mid_write_leaves_the_previous_object_and_a_rerun
         pd.testing.assert_frame_equal(written, expected_positions(changed))
     finally:
         endpoint.stop()
+
+
+# -- bad data in each layer: a failed run publishes nothing and says what is wrong --------------------------------
+Rows = list[list[str]]
+
+
+@pytest.fixture(scope="module")
+def home(embedded_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's complete embedded run: an ETL_HOME whose warehouse holds a previous good run. The
+    runs below use it in turn; each failing one must leave it as it found it."""
+    source, _ = embedded_run
+    return Path(shutil.copytree(source, tmp_path_factory.mktemp("published") / "home",
+                                ignore=shutil.ignore_patterns("run.lock")))
+
+
+@dataclass
+class Attempt:
+    """One ``covid-etl run`` in ``home``, with what the warehouse and the source database held before and after."""
+
+    status: int
+    out: str
+    err: str
+    warehouse_before: dict[str, str]
+    warehouse_after: dict[str, str]
+    source_before: dict[str, str]
+    source_after: dict[str, str]
+
+    def assert_nothing_published(self) -> None:
+        assert self.status == 1, f"{self.out}\n{self.err}"
+        assert self.warehouse_after == self.warehouse_before
+
+
+def digests(home: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The warehouse (its file's bytes, and each table's rows in key order) and each source table's rows."""
+    warehouse = {"warehouse.db": hashlib.sha256((home / "warehouse.db").read_bytes()).hexdigest(),
+                 **warehouse_digest(f"sqlite:///{home / 'warehouse.db'}")}
+    with contextlib.closing(sqlite3.connect(home / "source.db")) as db:
+        source = {name: hashlib.sha256(repr(db.execute(
+            f"SELECT * FROM {name} ORDER BY {', '.join(t.primary_key)}").fetchall()).encode()).hexdigest()
+            for name, t in SOURCE_TABLES.items()}
+    return warehouse, source
+
+
+def run_over(home: Path, data_dir: Path) -> Attempt:
+    warehouse_before, source_before = digests(home)
+    result = covid_etl("run", "--data-dir", str(data_dir), env=embedded_env(home))
+    warehouse_after, source_after = digests(home)
+    return Attempt(result.returncode, result.stdout, result.stderr, warehouse_before, warehouse_after,
+                   source_before, source_after)
+
+
+def shared_rows(data_dir: Path) -> dict[str, Rows]:
+    return {name: read_rows((data_dir / t.file_name).read_bytes()) for name, t in SOURCE_TABLES.items()}
+
+
+def dataset(target: Path, rows: dict[str, Rows]) -> Path:
+    return write_dataset(target, {name: write_rows(table) for name, table in rows.items()})
+
+
+def column(rows: Rows, name: str) -> list[str]:
+    index = rows[0].index(name)
+    return [row[index] for row in rows[1:]]
+
+
+def renamed(rows: Rows, old: str, new: str, since: str) -> Rows:
+    """``rows`` with the country ``old`` spelled ``new`` from the date ``since`` on (every row without a date)."""
+    header, *body = rows
+    country, date = header.index("Country/Region"), header.index("Date") if "Date" in header else None
+    return [header, *([*row[:country], new, *row[country + 1:]]
+                      if row[country] == old and (date is None or row[date] >= since) else row for row in body)]
+
+
+@pytest.fixture(scope="module")
+def bad_source_files(home: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Attempt:
+    """Case 1: a TotalTests no 64-bit integer holds (first data row, USA) and a 2020-02-30 in the time series."""
+    rows = shared_rows(data_dir)
+    rows["covid19_worldometer"][1][rows["covid19_worldometer"][0].index("TotalTests")] = "99999999999999999999"
+    rows["covid19_time_series"][1000][rows["covid19_time_series"][0].index("Date")] = "2020-02-30"
+    return run_over(home, dataset(tmp_path_factory.mktemp("bad_source"), rows))
+
+
+def test_bad_source_files_are_refused_by_name_together_and_nothing_changes(bad_source_files: Attempt) -> None:
+    bad_source_files.assert_nothing_published()
+    assert bad_source_files.source_after == bad_source_files.source_before
+    assert bad_source_files.out == ""
+    assert bad_source_files.err == (
+        "covid-etl run: error: 2 problem(s) in the source data; nothing was loaded:\n"
+        "  - covid19_time_series.csv, row 1000, column 'Date': is not a valid date (YYYY-MM-DD) (value '2020-02-30')\n"
+        "  - covid19_worldometer.csv, row 1, column 'TotalTests': does not fit in a 64-bit integer "
+        "(-9223372036854775808 .. 9223372036854775807) (value '99999999999999999999')\n")
+
+
+@pytest.fixture(scope="module")
+def country_renamed(home: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Attempt, Rows]:
+    """Case 2: from 2020-03-10 on, South Korea is spelled 'Korea, South' in the time series, the positions and
+    country-wise (as the JHU repository once did)."""
+    rows = shared_rows(data_dir)
+    for name in ("covid19_time_series", "covid19_cases_position", "covid19_country_wise"):
+        rows[name] = renamed(rows[name], "South Korea", "Korea, South", since="2020-03-10")
+    return run_over(home, dataset(tmp_path_factory.mktemp("renamed"), rows)), rows
+
+
+def test_a_country_renamed_mid_series_is_named_where_it_occurs_and_nothing_is_published(country_renamed) -> None:
+    attempt, rows = country_renamed
+    attempt.assert_nothing_published()
+    where = {name: [date for date, country in zip(column(rows[name], "Date"), column(rows[name], "Country/Region"))
+                    if country == "Korea, South"]
+             for name in ("covid19_time_series", "covid19_cases_position")}
+    dates = [date for found in where.values() for date in found]
+    assert len(where["covid19_time_series"]) == len(where["covid19_cases_position"]) == 140
+    assert (
+        "  failed check: silver/medical/covid19_countries every_country_mapped: 1 country names missing from "
+        "etl_pipeline/transforms/country_reference.csv: (country_region='Korea, South', "
+        f"first_date='{min(dates)}', last_date='{max(dates)}', "
+        f"rows_in_covid19_time_series={len(where['covid19_time_series'])}, "
+        f"rows_in_covid19_cases_position={len(where['covid19_cases_position'])}, rows_in_covid19_country_wise=1)"
+    ) in attempt.out.splitlines()
+    assert "FAILED" in attempt.out
+    assert "  warehouse not published: every warehouse table keeps its previous content" in attempt.out.splitlines()
+    [not_run] = [line for line in attempt.out.splitlines() if line.startswith("  not run")]
+    assert not_run.endswith(f", {PUBLISH_STEP}") and "gold__medical__covid19_daily_stats" in not_run
+    assert "failure:" not in attempt.out  # the check failed, not a step: its own line says why
+
+
+@pytest.fixture(scope="module")
+def gold_off_by_one(home: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Attempt, Rows]:
+    """Gold that does not reconcile: country-wise holds one more confirmed US case than the time series' last day."""
+    rows = shared_rows(data_dir)
+    header, *body = rows["covid19_country_wise"]
+    [us] = [row for row in body if row[0] == "US"]
+    us[header.index("Confirmed")] = str(int(us[header.index("Confirmed")]) + 1)
+    return run_over(home, dataset(tmp_path_factory.mktemp("off_by_one"), rows)), rows
+
+
+def test_gold_that_does_not_reconcile_is_named_with_both_values_and_nothing_is_published(gold_off_by_one) -> None:
+    attempt, rows = gold_off_by_one
+    attempt.assert_nothing_published()
+    series = rows["covid19_time_series"]
+    header = series[0]
+    last = max(column(series, "Date"))
+    [us] = [row for row in series[1:] if row[header.index("Country/Region")] == "US" and row[0] == last]
+    gold = {m: int(us[header.index(m.capitalize())]) for m in COUNTS}
+    pairs = ", ".join(f"gold_{m}={gold[m]}, source_{m}={gold[m] + (m == 'confirmed')}" for m in COUNTS)
+    assert (f"  failed check: gold/medical/covid19_daily_stats reconciles_with_country_wise: 1 countries whose "
+            f"last-date counts differ from covid19_country_wise: (country_region='US', {pairs})"
+            ) in attempt.out.splitlines()
+    assert "  warehouse not published: every warehouse table keeps its previous content" in attempt.out.splitlines()
+
+
+def test_a_failed_extraction_runs_nothing_downstream_and_the_warehouse_stays(
+    home: Path, pipeline, tmp_path: Path
+) -> None:
+    """A bronze failure inside the whole job (the source goes away after ``covid-etl run`` checked it)."""
+    warehouse = shutil.copy(home / "warehouse.db", tmp_path / "warehouse.db")
+    before = hashlib.sha256(Path(warehouse).read_bytes()).hexdigest()
+    job = pipeline(SOURCE_DB_URL=f"mysql+pymysql://etl:{PASSWORD}@127.0.0.1:{free_port()}/covid19",
+                   LAKE_URL=str(tmp_path / "lake"), WAREHOUSE_DB_URL=f"sqlite:///{warehouse}")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+        summary = summarize(result, instance, seeded=None)
+
+    assert not summary.success
+    assert sorted(f.split(":")[0] for f in summary.failures) == [f"bronze__medical__{t}" for t in sorted(SOURCE_TABLES)]
+    assert summary.published is False and summary.not_run[-1] == PUBLISH_STEP
+    assert hashlib.sha256(Path(warehouse).read_bytes()).hexdigest() == before
+
+
+@dataclass
+class Findings:
+    attempt: Attempt
+    rows: dict[str, Rows]
+    ship_days: list[str]
+    before: dict[str, pd.DataFrame]
+    after: dict[str, pd.DataFrame]
+
+
+def warehouse_tables(home: Path) -> dict[str, pd.DataFrame]:
+    with contextlib.closing(sqlite3.connect(home / "warehouse.db")) as db:
+        return {name: pd.read_sql_query(f"SELECT * FROM {name}", db) for name in WAREHOUSE_TABLES}
+
+
+@pytest.fixture(scope="module")
+def data_quality_findings(home: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Findings:
+    """Cases 3 and 4 in one run: ships listed as provinces of Canada holding -1 from 2020-04-21 on (positions
+    only), and worldometer spelling 'South Korea' (the JHU name itself) and 'Czech Republic' (Czechia's former
+    name)."""
+    rows = shared_rows(data_dir)
+    positions = rows["covid19_cases_position"]
+    days = sorted({day for day in column(positions, "Date") if day >= "2020-04-21"})
+    positions += [[ship, "Canada", "0", "0", day, "-1", "-1", "-1", "-1", "Americas"]
+                  for day in days for ship in ("Diamond Princess", "Grand Princess")]
+    for row in rows["covid19_worldometer"][1:]:
+        row[0] = {"S. Korea": "South Korea", "Czechia": "Czech Republic"}.get(row[0], row[0])
+    before = warehouse_tables(home)
+    attempt = run_over(home, dataset(tmp_path_factory.mktemp("findings"), rows))
+    return Findings(attempt, rows, days, before, warehouse_tables(home))
+
+
+def test_provinces_that_do_not_add_up_are_a_warning_naming_the_country_dates_and_difference(
+    data_quality_findings: Findings,
+) -> None:
+    """A warning, not a blocker (see ``PROVINCES_SUM_TO_COUNTRY``): the run succeeds and publishes the rows as
+    reported, and the summary names Canada, the dates and the difference."""
+    attempt, days = data_quality_findings.attempt, data_quality_findings.ship_days
+    assert attempt.status == 0, f"{attempt.out}\n{attempt.err}"
+    assert len(days) == 98
+    assert ("  warned: gold/medical/covid19_daily_stats provinces_sum_to_country: 1 countries whose position rows "
+            f"do not sum to the time series on some dates: (country_region='Canada', dates={len(days)}, "
+            f"first_date='{days[0]}', last_date='{days[-1]}', confirmed_difference=-2, deaths_difference=-2, "
+            "recovered_difference=-2, active_difference=-2)") in attempt.out.splitlines()
+    locations = data_quality_findings.after["fact_location_daily"]
+    ships = locations[locations["province_state"].isin(["Diamond Princess", "Grand Princess"])]
+    assert (len(ships), set(ships["country_region"]), int(ships["confirmed"].sum())) == (2 * 98, {"Canada"}, -196)
+    assert attempt.warehouse_after != attempt.warehouse_before
+
+
+def test_worldometer_spelling_a_jhu_name_or_a_former_name_keeps_every_population(
+    data_quality_findings: Findings,
+) -> None:
+    attempt, rows = data_quality_findings.attempt, data_quality_findings.rows
+    assert attempt.status == 0, f"{attempt.out}\n{attempt.err}"
+    assert "worldometer_coverage" not in attempt.out  # passed: no warning
+    population = dict(zip(column(rows["covid19_worldometer"], "Country/Region"),
+                          column(rows["covid19_worldometer"], "Population")))
+    countries = data_quality_findings.after["dim_country"].set_index("country_region")["population"]
+    assert (countries["South Korea"], countries["Czechia"]) == (
+        int(population["South Korea"]), int(population["Czech Republic"])) == (51_273_732, 10_711_019)
+    for table in ("dim_country", "covid19_continent_stats"):  # Asia's and Europe's populations included as before
+        pd.testing.assert_frame_equal(data_quality_findings.after[table], data_quality_findings.before[table])

@@ -59,6 +59,7 @@ def test_asset_checks_cover_keys_reconciliation_and_data_quality():
         assert {("gold", table, "keys_unique"), ("gold", table, "keys_not_null")} <= names
     assert {
         ("silver", "covid19_countries", "every_country_mapped"),
+        ("silver", "covid19_countries", "worldometer_coverage"),
         ("gold", "covid19_daily_stats", "reconciles_with_country_wise"),
         ("gold", "covid19_daily_stats", "provinces_sum_to_country"),
         ("gold", "covid19_daily_stats", "cumulative_counts_never_decrease"),
@@ -69,3 +70,17 @@ def test_asset_checks_cover_keys_reconciliation_and_data_quality():
 
 def test_steps_share_one_process_so_spark_steps_share_one_session():
     assert defs.resolve_job_def(ALL_ASSETS_JOB).executor_def.name == dg.in_process_executor.name
+
+
+def test_the_warehouse_is_published_by_one_step_after_every_blocking_check():
+    """All six tables in one step that cannot be subset, downstream of every asset that has a blocking check, so
+    that Dagster skips it when any blocking check of the run fails."""
+    graph = defs.resolve_asset_graph()
+    warehouse = {key for key in graph.get_all_asset_keys() if key.path[0] == "warehouse"}
+    [publication] = {graph.get(key).assets_def for key in warehouse}
+    assert (publication.node_def.name, publication.can_subset, len(warehouse)) == ("warehouse", False, 6)
+    blocking = {spec.asset_key for checks in defs.asset_checks for spec in checks.check_specs if spec.blocking}
+    assert {key.path[0] for key in blocking} == {"silver", "gold"}
+    assert blocking <= set().union(*(graph.get(key).parent_keys for key in warehouse))  # the step's upstream
+    for key in warehouse:
+        assert dg.AssetKey(["gold", *key.path[1:]]) in graph.get(key).parent_keys

@@ -186,3 +186,28 @@ def test_seed_source_validates_before_touching_the_database(
     with pytest.raises(SourceValidationError):
         seed_source(url, bad_dir)
     assert not (tmp_path / "untouched").exists()
+
+
+def test_a_value_no_64_bit_integer_holds_and_a_bad_date_in_another_file_are_reported_together(
+    sqlite_url: str, small_dir: Path, small_files: dict[str, bytes], tmp_path: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture,
+) -> None:
+    assert seed(small_dir, capsys)[0] == 0
+    before = tables(sqlite_url)
+    bad_dir = write_dataset(tmp_path / "bad", {
+        **small_files,
+        "covid19_worldometer": set_cell("TotalTests", 1, "99999999999999999999")(small_files["covid19_worldometer"]),
+        "covid19_time_series": set_cell("Date", 17, "2020-02-30")(small_files["covid19_time_series"]),
+    })
+
+    status, out, err = seed(bad_dir, capsys)
+
+    assert (status, out) == (1, "")
+    assert err == (
+        "covid-etl seed: error: 2 problem(s) in the source data; nothing was loaded:\n"
+        "  - covid19_time_series.csv, row 17, column 'Date': is not a valid date (YYYY-MM-DD) (value '2020-02-30')\n"
+        "  - covid19_worldometer.csv, row 1, column 'TotalTests': does not fit in a 64-bit integer "
+        "(-9223372036854775808 .. 9223372036854775807) (value '99999999999999999999')\n")
+    after = tables(sqlite_url)
+    for name in SOURCE_TABLES:
+        pd.testing.assert_frame_equal(after[name], before[name])

@@ -3,6 +3,10 @@
 The checks of one table run as one step (a ``multi_asset_check``): its tables are read once, and each finding
 becomes a count plus a few examples in a single Spark query. One step and one read per check, and a count
 query plus an examples query per finding, made the checks the largest part of a run (``covid-etl bench``).
+
+A check's description states the count and the first examples (:func:`describe`): it is what ``covid-etl run``
+prints for a failed or warning check and what the Dagster UI shows first, so it must say what is wrong without
+opening the metadata.
 """
 
 from __future__ import annotations
@@ -41,6 +45,19 @@ def _first_rows(df: DataFrame, order_by: Sequence[str], examples: int):
     return F.min_by(F.struct(*df.columns), F.struct(*(order_by or df.columns)), examples)
 
 
+def render(example: dict) -> str:
+    """One example as ``name=value, ...`` (text quoted, so that a name holding a comma stays one value)."""
+    return ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in example.items())
+
+
+def describe(found: quality.Finding, what: str) -> str:
+    """``"<count> <what>: <example>; <example>"`` (``...`` when there are more), or ``"no <what>"``."""
+    if not found["count"]:
+        return f"no {what}"
+    more = "; ..." if found["count"] > len(found["examples"]) else ""
+    return f"{found['count']} {what}: " + "; ".join(f"({render(e)})" for e in found["examples"]) + more
+
+
 def finding_result(found: quality.Finding, *, check: dg.AssetCheckKey, severity: dg.AssetCheckSeverity,
                    what: str) -> dg.AssetCheckResult:
     """Pass when nothing was found; otherwise fail at ``severity`` with the count and a few examples."""
@@ -49,7 +66,7 @@ def finding_result(found: quality.Finding, *, check: dg.AssetCheckKey, severity:
         check_name=check.name,
         passed=found["count"] == 0,
         severity=severity,
-        description=f"{found['count']} {what}" if found["count"] else f"no {what}",
+        description=describe(found, what),
         metadata={"count": found["count"], "examples": found["examples"]},
     )
 

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame
 from etl_pipeline.assets.checks import KeyChecks, finding, finding_result, key_checks, table_step_name
 from etl_pipeline.resources.spark import SparkSessionResource
 from etl_pipeline.transforms import quality, silver
-from etl_pipeline.transforms.countries import country_reference_df
+from etl_pipeline.transforms.countries import REFERENCE_FILE, country_reference_df, worldometer_spellings_df
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 
 SPARK = {"group_name": "silver", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "parquet"}}
@@ -51,12 +51,13 @@ def _cleaned_asset(table: str) -> dg.AssetsDefinition:
     key=["silver", "medical", "covid19_worldometer"],
     ins={"bronze": bronze_in("covid19_worldometer")},
     description="worldometer with `country_region` set to the JHU name through the reviewed country reference "
-    "(original kept in `worldometer_name`); rows that are no JHU country keep `country_region` NULL.",
+    "(its worldometer name, the JHU name or a known alias; original kept in `worldometer_name`); rows that are no "
+    "JHU country keep `country_region` NULL.",
     **SPARK,
 )
 def silver_worldometer(bronze: DataFrame, spark: SparkSessionResource) -> DataFrame:
     cleaned = silver.clean_table(bronze, ["country_region"], name="covid19_worldometer")
-    return silver.conform_worldometer(cleaned, country_reference_df(spark.get_session()))
+    return silver.conform_worldometer(cleaned, worldometer_spellings_df(spark.get_session()))
 
 
 @dg.asset(
@@ -85,43 +86,71 @@ silver_assets = [
 
 _COUNTRIES = dg.AssetKey(["silver", "medical", "covid19_countries"])
 _COUNTRY_KEYS = KeyChecks(_COUNTRIES, ("country_region",))
+_JHU_TABLES = ("covid19_time_series", "covid19_cases_position", "covid19_country_wise")
+_WORLDOMETER = dg.AssetKey(["silver", "medical", "covid19_worldometer"])
+#: worldometer names listed by the coverage check (the shared data has 24 rows that are no JHU country).
+LISTED_NAMES = 50
 
 
 @dg.multi_asset_check(
     name=table_step_name(_COUNTRIES),
-    ins={"silver_countries": dg.AssetIn(key=_COUNTRIES)},
-    specs=[*_COUNTRY_KEYS.specs, dg.AssetCheckSpec(
-        "every_country_mapped", asset=_COUNTRIES, blocking=True,
-        description="Every JHU country has a continent in the reviewed reference; an unknown name blocks gold.")],
+    ins={"silver_countries": dg.AssetIn(key=_COUNTRIES), "worldometer": dg.AssetIn(key=_WORLDOMETER),
+         **{table: silver_in(table) for table in _JHU_TABLES}},
+    specs=[
+        *_COUNTRY_KEYS.specs,
+        dg.AssetCheckSpec(
+            "every_country_mapped", asset=_COUNTRIES, blocking=True,
+            additional_deps=[silver_key(table) for table in _JHU_TABLES],
+            description="Every country name of the JHU tables (time series, positions, country-wise) is in the "
+            "reviewed reference, so it has a continent; an unknown name blocks gold and the warehouse and is named "
+            "with the tables, rows and dates where it occurs."),
+        dg.AssetCheckSpec(
+            "worldometer_coverage", asset=_COUNTRIES, additional_deps=[_WORLDOMETER],
+            description="Data coverage (warning): every country found its worldometer row (its population), except "
+            "those the reference records as absent from worldometer (China, Kosovo); every worldometer row that "
+            "matched no country (ships, territories, an unknown spelling) is listed. A warning, not a blocker: "
+            "worldometer is a separate snapshot whose coverage may differ, and population is nullable."),
+    ],
 )
-def countries_checks(silver_countries: DataFrame) -> Iterator[dg.AssetCheckResult]:
+def countries_checks(silver_countries: DataFrame, worldometer: DataFrame, spark: SparkSessionResource,
+                     **jhu_tables: DataFrame) -> Iterator[dg.AssetCheckResult]:
+    reference = country_reference_df(spark.get_session())
     yield from _COUNTRY_KEYS.evaluate(silver_countries)
-    yield finding_result(finding(silver.unmapped_countries(silver_countries), ["country_region"]),
+    in_order = {table: jhu_tables[table] for table in _JHU_TABLES}  # Dagster passes them sorted by name
+    yield finding_result(finding(quality.unknown_countries(in_order, reference), ["country_region"]),
                          check=dg.AssetCheckKey(_COUNTRIES, "every_country_mapped"),
                          severity=dg.AssetCheckSeverity.ERROR,
-                         what="countries missing from etl_pipeline/transforms/country_reference.csv")
+                         what=f"country names missing from etl_pipeline/transforms/{REFERENCE_FILE}")
+    yield worldometer_coverage(silver_countries, worldometer, reference)
 
 
-_WORLDOMETER = dg.AssetKey(["silver", "medical", "covid19_worldometer"])
+def worldometer_coverage(countries: DataFrame, worldometer: DataFrame, reference: DataFrame) -> dg.AssetCheckResult:
+    """Warns naming the countries without a worldometer row; lists the worldometer rows that matched none."""
+    missing = finding(quality.countries_without_worldometer_row(countries, worldometer, reference),
+                      ["country_region"], examples=LISTED_NAMES)
+    unmatched = finding(quality.worldometer_only(worldometer), ["worldometer_name"], examples=LISTED_NAMES)
+    missing_names = [e["country_region"] for e in missing["examples"]]
+    unmatched_names = [e["worldometer_name"] for e in unmatched["examples"]]
+    return dg.AssetCheckResult(
+        asset_key=_COUNTRIES, check_name="worldometer_coverage", passed=missing["count"] == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"{missing['count']} countries without a worldometer row (population NULL): "
+                     f"{', '.join(missing_names)}" if missing["count"] else "every country found its worldometer row")
+        + f"; {unmatched['count']} worldometer rows matched no country: {', '.join(unmatched_names)}",
+        metadata={"countries_without_worldometer_row": missing["count"], "countries": missing_names,
+                  "unmatched_worldometer_rows": unmatched["count"], "worldometer_names": unmatched_names},
+    )
 
 
 @dg.multi_asset_check(
     name=table_step_name(_WORLDOMETER),
     ins={"silver_worldometer": dg.AssetIn(key=_WORLDOMETER)},
     specs=[
-        dg.AssetCheckSpec("worldometer_only_rows", asset=_WORLDOMETER,
-                          description="worldometer rows that are no JHU country (ships, territories): kept out of "
-                          "continent totals on purpose. Informational: passes, listing them."),
         dg.AssetCheckSpec("continent_agrees_with_reference", asset=_WORLDOMETER,
                           description="Where worldometer names a continent, it equals the reviewed reference's."),
     ],
 )
 def worldometer_checks(silver_worldometer: DataFrame, spark: SparkSessionResource) -> Iterator[dg.AssetCheckResult]:
-    only = finding(quality.worldometer_only(silver_worldometer), ["worldometer_name"], examples=50)
-    yield dg.AssetCheckResult(
-        asset_key=_WORLDOMETER, check_name="worldometer_only_rows", passed=True,
-        metadata={"rows": only["count"], "names": [e["worldometer_name"] for e in only["examples"]]},
-    )
     found = quality.continent_disagreements(silver_worldometer, country_reference_df(spark.get_session()))
     yield finding_result(finding(found, ["country_region"]),
                          check=dg.AssetCheckKey(_WORLDOMETER, "continent_agrees_with_reference"),

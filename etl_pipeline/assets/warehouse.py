@@ -1,32 +1,63 @@
-"""Warehouse layer: each gold table loaded 1:1 into the warehouse (Postgres, or SQLite embedded).
+"""Warehouse layer: the six gold tables published together into the warehouse (Postgres, or SQLite embedded).
 
-Gold is read from the lake as streamed Arrow record batches (MinIO IO manager) and loaded by the Postgres IO
-manager: COPY into a staging table, upsert and delete in one transaction.
+One step publishes every table in one transaction (``PostgresIOManager.load_tables``: COPY into staging tables,
+upsert and delete, one commit), so readers such as the dashboard see the previous warehouse or the new one,
+never a mix. The step runs only once gold is written and audited: it depends on every asset that carries a
+blocking check, and Dagster does not start a step downstream of a blocking check that failed. So a run whose
+blocking check fails anywhere (an unknown country in silver, gold that does not reconcile) publishes nothing,
+and every warehouse table keeps its previous content. The six warehouse assets are materialized together or
+not at all (the multi-asset cannot be subset).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dagster as dg
 import pyarrow as pa
 
-from etl_pipeline.retries import NETWORK_RETRY
+from etl_pipeline.assets.gold import gold_checks, gold_key
+from etl_pipeline.assets.silver import silver_checks
+from etl_pipeline.resources.psql_io_manager import PostgresIOManager
+from etl_pipeline.retries import NETWORK_RETRY, retry_only_transient
 from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
 
+#: The name of the publication step (the one step of the warehouse layer).
+PUBLISH_STEP = "warehouse"
 
-def _warehouse_asset(table: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=["warehouse", "medical", table],
-        ins={"gold": dg.AssetIn(key=["gold", "medical", table], input_manager_key="minio_io_manager")},
-        io_manager_key="psql_io_manager",
-        group_name="warehouse",
-        kinds={"postgres"},
-        description=f"{WAREHOUSE_TABLES[table].comment} Warehouse table `{table}`.",
-        retry_policy=NETWORK_RETRY,
-    )
-    def _load(gold: pa.RecordBatchReader) -> pa.RecordBatchReader:
-        return gold
-
-    return _load
+_GOLD = {table: dg.AssetKey(gold_key(table)) for table in WAREHOUSE_TABLES}
+#: The other assets that carry a blocking check (silver tables, e.g. country-wise, which no gold table reads):
+#: the publication depends on them too, so that it waits for their checks and is skipped if one fails. The gold
+#: tables' own blocking checks gate it through its inputs.
+AUDITED = sorted({spec.asset_key for checks in (*silver_checks, *gold_checks) for spec in checks.check_specs
+                  if spec.blocking} - set(_GOLD.values()), key=lambda key: key.path)
 
 
-warehouse_assets = [_warehouse_asset(table) for table in WAREHOUSE_TABLES]
+def warehouse_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["warehouse", "medical", table])
+
+
+@dg.multi_asset(
+    name=PUBLISH_STEP,
+    specs=[
+        dg.AssetSpec(
+            warehouse_key(table), deps=[_GOLD[table], *AUDITED], group_name="warehouse", kinds={"postgres"},
+            description=f"{WAREHOUSE_TABLES[table].comment} Warehouse table `{table}`, published with the other "
+            "warehouse tables in one transaction once every blocking check of the run passed.",
+        )
+        for table in WAREHOUSE_TABLES
+    ],
+    ins={table: dg.AssetIn(key=key, input_manager_key="minio_io_manager") for table, key in _GOLD.items()},
+    can_subset=False,
+    retry_policy=NETWORK_RETRY,
+)
+def publish_warehouse(psql_io_manager: PostgresIOManager,
+                      **gold: pa.RecordBatchReader) -> Iterator[dg.MaterializeResult]:
+    """Gold read from the lake as streamed Arrow record batches, loaded into the warehouse in one transaction."""
+    with retry_only_transient("publishing the warehouse"):
+        loaded = psql_io_manager.load_tables(gold)
+    for table, stats in loaded.items():
+        yield dg.MaterializeResult(asset_key=warehouse_key(table), metadata=psql_io_manager.metadata(table, stats))
+
+
+warehouse_assets = [publish_warehouse]

@@ -9,12 +9,14 @@ Storage contract:
 - Input: a ``pyarrow.RecordBatchReader`` (streamed, bounded memory), ``pyarrow.Table`` or pandas DataFrame with
   exactly the declared columns, in any order. Values are cast to the declared types; a cast that would change a
   value (1.5 into a bigint, a timestamp with a time of day into a date) is an error, not a truncation.
-- A load makes the table equal to the input, in one transaction: the rows go into a temporary staging table
-  with the same primary key (PostgreSQL ``COPY ... FROM STDIN`` fed CSV one batch at a time; SQLite batched
-  ``executemany``), then new and changed rows are upserted (unchanged rows are not rewritten) and rows whose
-  key is no longer in the input are deleted. Readers see the previous content until the commit; a failed load
-  raises :class:`WarehouseError` naming the table and the redacted URL, and the previous content stays. Loads
-  of one table are serialized (PostgreSQL advisory lock, SQLite ``BEGIN IMMEDIATE``).
+- A load makes the table equal to the input: the rows go into a temporary staging table with the same primary
+  key (PostgreSQL ``COPY ... FROM STDIN`` fed CSV one batch at a time; SQLite batched ``executemany``), then new
+  and changed rows are upserted (unchanged rows are not rewritten) and rows whose key is no longer in the input
+  are deleted. :meth:`PostgresIOManager.load_tables` loads several tables this way in **one** transaction (the
+  warehouse publication: all six tables or none); ``handle_output`` and :meth:`~PostgresIOManager.load_table`
+  load one. Readers see every table's previous content until the commit, then every new one; a failed load
+  raises :class:`WarehouseError` naming the table and the redacted URL, and no table changes. Loads of a table
+  are serialized (PostgreSQL advisory locks, taken in table-name order; SQLite ``BEGIN IMMEDIATE``).
 - ``load_input`` returns the table as a pandas DataFrame ordered by primary key, dates as ``datetime.date``
   objects, integer columns with NULLs as float64 (pyarrow's ``to_pandas`` defaults).
 """
@@ -26,7 +28,7 @@ import sqlite3
 import time
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
@@ -39,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from etl_pipeline.resources.arrow_input import as_reader
+from etl_pipeline.resources.arrow_input import Tabular, as_reader
 from etl_pipeline.resources.db import (
     CONNECT_TIMEOUT_S,
     DatabaseUnavailableError,
@@ -62,6 +64,14 @@ _ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "integer": pa.int32()
 
 class WarehouseError(RuntimeError):
     """A warehouse load or read failed; the message names the table and the redacted database URL."""
+
+
+class _TableLoadError(Exception):
+    """Raised from the error that failed loading ``table`` (inside the transaction that is rolled back)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(table)
+        self.table = table
 
 
 @dataclass(frozen=True)
@@ -247,26 +257,37 @@ class _Backend(ABC):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def load(self, table: WarehouseTable, batches: Iterator[pa.RecordBatch]) -> LoadStats:
+    def load(self, loads: Sequence[tuple[WarehouseTable, Iterator[pa.RecordBatch]]]) -> list[LoadStats]:
+        """Each table made equal to its batches, all in one transaction; an error while loading a table is raised
+        as :class:`_TableLoadError` naming it, from that error."""
+        with self.transaction([table for table, _ in loads]) as cursor:
+            stats = []
+            for table, batches in loads:
+                try:
+                    stats.append(self._load_one(cursor, table, batches))
+                except (ValueError, pa.ArrowException, psycopg2.Error, sqlite3.Error) as exc:
+                    raise _TableLoadError(table.name) from exc
+            return stats
+
+    def _load_one(self, cursor, table: WarehouseTable, batches: Iterator[pa.RecordBatch]) -> LoadStats:
         stage = quote(f"_stage_{table.name}")
-        with self.transaction(table) as cursor:
-            self.create_table(cursor, table)
-            self.check_existing(cursor, table)
-            self.comment(cursor, table)
-            for statement in index_statements(table):
-                cursor.execute(statement)
-            self.create_stage(cursor, table, stage)
-            self.bulk_load(cursor, table, stage, batches)
-            cursor.execute(f"SELECT count(*) FROM {stage}")
-            rows = cursor.fetchone()[0]
-            cursor.execute(new_rows_sql(table, stage))
-            inserted = cursor.fetchone()[0]
-            cursor.execute(upsert_sql(table, stage, self.distinct))
-            changed = cursor.rowcount  # rows inserted or updated
-            cursor.execute(delete_sql(table, stage))
-            deleted = cursor.rowcount
-            self.drop_stage(cursor, stage)
-            return LoadStats(self.qualified_name(cursor, table), rows, inserted, changed - inserted, deleted)
+        self.create_table(cursor, table)
+        self.check_existing(cursor, table)
+        self.comment(cursor, table)
+        for statement in index_statements(table):
+            cursor.execute(statement)
+        self.create_stage(cursor, table, stage)
+        self.bulk_load(cursor, table, stage, batches)
+        cursor.execute(f"SELECT count(*) FROM {stage}")
+        rows = cursor.fetchone()[0]
+        cursor.execute(new_rows_sql(table, stage))
+        inserted = cursor.fetchone()[0]
+        cursor.execute(upsert_sql(table, stage, self.distinct))
+        changed = cursor.rowcount  # rows inserted or updated
+        cursor.execute(delete_sql(table, stage))
+        deleted = cursor.rowcount
+        self.drop_stage(cursor, stage)
+        return LoadStats(self.qualified_name(cursor, table), rows, inserted, changed - inserted, deleted)
 
     def check_existing(self, cursor, table: WarehouseTable) -> None:
         expected = [(c.name, self.types[c.type]) for c in table.columns]
@@ -288,8 +309,9 @@ class _Backend(ABC):
         return pa.Table.from_arrays([self.to_arrow(list(v), f.type) for v, f in zip(columns, schema)], schema=schema)
 
     @abstractmethod
-    def transaction(self, table: WarehouseTable) -> AbstractContextManager:
-        """A cursor in a transaction that commits on success and rolls back on any error."""
+    def transaction(self, tables: Sequence[WarehouseTable]) -> AbstractContextManager:
+        """A cursor in a transaction that holds the write locks of ``tables``, commits on success and rolls back
+        on any error."""
 
     @abstractmethod
     def create_table(self, cursor, table: WarehouseTable) -> None:
@@ -329,13 +351,15 @@ class _Postgres(_Backend):
     distinct = "IS DISTINCT FROM"
 
     @contextmanager
-    def transaction(self, table: WarehouseTable) -> Iterator[psycopg2.extensions.cursor]:
+    def transaction(self, tables: Sequence[WarehouseTable]) -> Iterator[psycopg2.extensions.cursor]:
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            # Serializes loads of one table (concurrent CREATE TABLE IF NOT EXISTS can fail); readers never wait.
-            lock_key = zlib.crc32(f"etl_pipeline.warehouse.{table.name}".encode())
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+            # Serializes loads of a table (concurrent CREATE TABLE IF NOT EXISTS can fail); readers never wait.
+            # Locks are taken in name order, so that two loads of overlapping tables cannot deadlock.
+            for name in sorted(table.name for table in tables):
+                lock_key = zlib.crc32(f"etl_pipeline.warehouse.{name}".encode())
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
             yield cursor
             raw.commit()
         except BaseException:
@@ -427,7 +451,7 @@ class _SQLite(_Backend):
     distinct = "IS NOT"
 
     @contextmanager
-    def transaction(self, table: WarehouseTable) -> Iterator[sqlite3.Cursor]:
+    def transaction(self, tables: Sequence[WarehouseTable]) -> Iterator[sqlite3.Cursor]:
         raw = self.engine.raw_connection()
         connection: sqlite3.Connection = raw.driver_connection
         previous = connection.isolation_level
@@ -509,11 +533,15 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     #: Seconds to keep retrying a refused connection before a load fails.
     connect_wait_s: float = CONNECT_TIMEOUT_S
 
-    def handle_output(self, context: dg.OutputContext, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: Tabular) -> None:
         name = context.asset_key.path[-1]
         with retry_only_transient(f"loading warehouse table {name}"):
             stats = self.load_table(name, obj)
-        context.add_output_metadata({
+        context.add_output_metadata(self.metadata(name, stats))
+
+    def metadata(self, name: str, stats: LoadStats) -> dict[str, object]:
+        """What a load of table ``name`` did, as the Dagster metadata of its warehouse asset."""
+        return {
             "dagster/row_count": stats.rows,
             "dagster/table_name": stats.table,
             "dagster/column_schema": column_schema(warehouse_table(name)),
@@ -522,23 +550,34 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             "deleted": stats.deleted,
             "unchanged": stats.unchanged,
             "database": describe_url(self.url),
-        })
+        }
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         with retry_only_transient(f"reading warehouse table {context.asset_key.path[-1]}"):
             return self.read_table(context.asset_key.path[-1]).to_pandas()
 
-    def load_table(self, name: str, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> LoadStats:
+    def load_table(self, name: str, obj: Tabular) -> LoadStats:
         """Make warehouse table ``name`` equal to ``obj``, all or nothing."""
-        table = warehouse_table(name)
+        return self.load_tables({name: obj})[name]
+
+    def load_tables(self, contents: Mapping[str, Tabular]) -> dict[str, LoadStats]:
+        """Make each warehouse table named in ``contents`` equal to its content, in one transaction: every table
+        changes, or (on any error) none does."""
+        tables = {name: warehouse_table(name) for name in contents}  # refuses any other name before connecting
+        failed: str | None = None
         try:
-            batches = conform(as_reader(obj), table)
+            loads = [(tables[name], conform(as_reader(obj), tables[name])) for name, obj in contents.items()]
             backend = self._backend()
             wait_for_server(self.url, self.connect_wait_s)
-            return backend.load(table, batches)
+            return dict(zip(contents, backend.load(loads)))
+        except _TableLoadError as exc:
+            failed, cause = exc.table, exc.__cause__
         except (ValueError, pa.ArrowException, psycopg2.Error, sqlite3.Error, sa.exc.SQLAlchemyError) as exc:
-            raise WarehouseError(f"loading {name} into {describe_url(self.url)} failed; its previous content is "
-                                 f"unchanged: {redact(str(exc))}") from exc
+            cause = exc
+        kept = ("its previous content is unchanged" if len(contents) == 1
+                else f"none of the {len(contents)} tables ({', '.join(contents)}) was changed")
+        raise WarehouseError(f"loading {failed or ', '.join(contents)} into {describe_url(self.url)} failed; "
+                             f"{kept}: {redact(str(cause))}") from cause
 
     def read_table(self, name: str) -> pa.Table:
         """The whole table in primary-key order, typed as declared."""

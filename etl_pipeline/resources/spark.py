@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Union
 import dagster as dg
 from pydantic import Field
 
-from etl_pipeline.spark_jars import JarsUnavailable, ivy_dir, packages_conf, unavailable_message
+from etl_pipeline.spark_jars import JarsUnavailable, classpath_conf, ivy_dir, packages_conf, unavailable_message
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession as ClassicSession
@@ -117,17 +117,11 @@ def session_conf(
     s3_endpoint_url: str | None = None,
     aws_access_key_id: str | None = None,
     aws_secret_access_key: str | None = None,
-    packages: Sequence[str] = (),
-    ivy: str | None = None,
+    jars: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Every setting the session is built with (pure: no environment, no I/O).
-
-    ``packages`` (Maven coordinates, see :mod:`etl_pipeline.spark_jars`) are resolved by the driver through the
-    Ivy cache ``ivy`` and shipped to the executors; a Spark Connect server must be started with them instead.
-    """
-    conf = {**BASE_CONF, **(LOCAL_CONF if is_local(master) else {}), **defaults}
-    if packages:
-        conf.update(packages_conf(packages, ivy or ivy_dir()))
+    """Every setting the session is built with (pure: no environment, no I/O). ``jars``: how the JVM gets the
+    extra jars (:func:`jars_conf`)."""
+    conf = {**BASE_CONF, **(LOCAL_CONF if is_local(master) else {}), **defaults, **(jars or {})}
     if is_local(master):
         conf["spark.driver.host"] = LOOPBACK
         conf["spark.driver.bindAddress"] = LOOPBACK
@@ -142,6 +136,15 @@ def session_conf(
     if is_connect(master):
         return {k: v for k, v in conf.items() if k.startswith("spark.sql.")}
     return conf
+
+
+def jars_conf(master: str, packages: Sequence[str], ivy: str | Path) -> dict[str, str]:
+    """A local driver resolves ``packages`` itself (``spark.jars.packages``, fetched on first use); a cluster
+    driver puts the cached jars on its executors' class path instead of shipping them to every executor
+    (see :mod:`etl_pipeline.spark_jars`); a Connect client needs none (the server holds them)."""
+    if not packages or is_connect(master):
+        return {}
+    return packages_conf(packages, ivy) if is_local(master) else classpath_conf(packages, ivy)
 
 
 def redacted(conf: Mapping[str, str]) -> dict[str, str]:
@@ -323,7 +326,7 @@ class SparkSessionResource(dg.ConfigurableResource):
         defaults = parse_spark_defaults(path.read_text()) if path else {}
         return session_conf(
             self.master, defaults, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key,
-            self.packages, self.ivy_dir,
+            jars_conf(self.master, self.packages, self.ivy_dir or ivy_dir()),
         )
 
     def get_session(self) -> AnySparkSession:

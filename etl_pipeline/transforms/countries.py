@@ -7,7 +7,13 @@
   ``Brunei`` for worldometer's ``'Brunei '``); empty when worldometer has no row for it (China, Kosovo);
 - ``continent``: one of :data:`CONTINENTS`. It equals worldometer's continent wherever worldometer has one
   (``Australia/Oceania`` is spelled ``Oceania``); for countries absent from worldometer it was decided by review
-  (China -> Asia, Kosovo -> Europe).
+  (China -> Asia, Kosovo -> Europe);
+- ``worldometer_aliases``: other spellings of the country that a worldometer snapshot may use, ``|``-separated
+  (``Czech Republic`` for Czechia, ``United States`` for the US); usually empty.
+
+A worldometer row belongs to a country when its name is one of the country's spellings
+(:func:`worldometer_spellings`): the reviewed ``worldometer_name``, the JHU name itself (worldometer spelling
+``South Korea`` rather than ``S. Korea``) or an alias. No spelling may belong to two countries.
 
 A name missing from the reference is never dropped: it gets a NULL continent, the ``mapped`` flag of
 ``silver.build_countries`` is false, and it lands in the ``Unknown`` bucket of the continent totals until the
@@ -31,12 +37,22 @@ WORLDOMETER_CONTINENT_NAMES = {"Australia/Oceania": "Oceania"}
 UNKNOWN_CONTINENT = "Unknown"
 
 REFERENCE_FILE = "country_reference.csv"
+#: The columns of :data:`REFERENCE_FILE`, in order.
+REFERENCE_COLUMNS = ["country_region", "worldometer_name", "continent", "worldometer_aliases"]
+ALIAS_SEPARATOR = "|"
 
 REFERENCE_SCHEMA = StructType(
     [
         StructField("country_region", StringType(), nullable=False),
         StructField("worldometer_name", StringType(), nullable=True),
         StructField("continent", StringType(), nullable=False),
+    ]
+)
+
+SPELLINGS_SCHEMA = StructType(
+    [
+        StructField("worldometer_name", StringType(), nullable=False),
+        StructField("country_region", StringType(), nullable=False),
     ]
 )
 
@@ -54,10 +70,10 @@ def load_country_reference() -> pd.DataFrame:
 
 
 def validate_reference(reference: pd.DataFrame) -> None:
-    """Raise ``ValueError`` unless ``reference`` has the reference's columns, unique names and known continents."""
-    expected = [f.name for f in REFERENCE_SCHEMA.fields]
-    if list(reference.columns) != expected:
-        raise ValueError(f"{REFERENCE_FILE}: columns {list(reference.columns)}, expected {expected}")
+    """Raise ``ValueError`` unless ``reference`` has the reference's columns, unique names, worldometer spellings
+    that each belong to one country, and known continents."""
+    if list(reference.columns) != REFERENCE_COLUMNS:
+        raise ValueError(f"{REFERENCE_FILE}: columns {list(reference.columns)}, expected {REFERENCE_COLUMNS}")
     for column, names in (
         ("country_region", reference["country_region"]),
         ("worldometer_name", reference.loc[reference["worldometer_name"] != "", "worldometer_name"]),
@@ -65,11 +81,32 @@ def validate_reference(reference: pd.DataFrame) -> None:
         repeated = sorted(set(names[names.duplicated()]))
         if repeated:
             raise ValueError(f"{REFERENCE_FILE}: {column} listed more than once: {repeated}")
+    spellings = pd.DataFrame(worldometer_spellings(reference), columns=["spelling", "country_region"])
+    shared = spellings[spellings["spelling"].duplicated(keep=False)]
+    if not shared.empty:
+        raise ValueError(f"{REFERENCE_FILE}: worldometer spellings of more than one country: "
+                         f"{shared.groupby('spelling')['country_region'].agg(list).to_dict()}")
     unknown = reference.loc[~reference["continent"].isin(CONTINENTS), ["country_region", "continent"]]
     if not unknown.empty:
         raise ValueError(
             f"{REFERENCE_FILE}: continent must be one of {CONTINENTS}: {unknown.to_dict('records')}"
         )
+
+
+def worldometer_spellings(reference: pd.DataFrame) -> list[tuple[str, str]]:
+    """(spelling, country_region) for every name a worldometer row may give a country: its reviewed
+    ``worldometer_name``, its JHU name and its aliases, each once per country."""
+    pairs = []
+    for r in reference.itertuples(index=False):
+        names = [r.worldometer_name, r.country_region, *r.worldometer_aliases.split(ALIAS_SEPARATOR)]
+        pairs += [(name, r.country_region) for name in dict.fromkeys(n.strip() for n in names) if name]
+    return pairs
+
+
+def worldometer_spellings_df(spark: SparkSession) -> DataFrame:
+    """:func:`worldometer_spellings` of the packaged reference as a Spark DataFrame (``worldometer_name``,
+    ``country_region``), the lookup that conforms worldometer to the JHU names."""
+    return spark.createDataFrame(worldometer_spellings(load_country_reference()), SPELLINGS_SCHEMA)
 
 
 def country_reference_df(spark: SparkSession) -> DataFrame:

@@ -7,7 +7,7 @@ Each finding function returns the offending rows (empty when all is well), lazil
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import reduce
 from operator import or_
 from typing import Any, TypedDict
@@ -70,6 +70,59 @@ def reconcile_daily_with_positions(time_series: DataFrame, positions: DataFrame)
     return _mismatches(time_series, sums, keys, ("time_series_", "positions_"))
 
 
+def provinces_not_summing(time_series: DataFrame, positions: DataFrame) -> DataFrame:
+    """Per country, the dates where :func:`reconcile_daily_with_positions` finds a difference: ``country_region``,
+    ``dates`` (how many), ``first_date``, ``last_date`` and ``<measure>_difference``, the positions' sum minus
+    the time series on the last such date (a side without a row counts 0)."""
+    differences = [
+        (F.coalesce(F.col(f"positions_{m}"), F.lit(0)) - F.coalesce(F.col(f"time_series_{m}"), F.lit(0)))
+        for m in MEASURES
+    ]
+    return reconcile_daily_with_positions(time_series, positions).groupBy("country_region").agg(
+        F.count("*").alias("dates"),
+        F.min("date").alias("first_date"),
+        F.max("date").alias("last_date"),
+        *(F.max_by(d, "date").alias(f"{m}_difference") for m, d in zip(MEASURES, differences)),
+    )
+
+
+def unknown_countries(tables: Mapping[str, DataFrame], reference: DataFrame) -> DataFrame:
+    """Country names of the JHU ``tables`` (by table name) that the reference does not know, one row per name
+    with where it occurs: ``country_region``, ``first_date`` and ``last_date`` over the tables with a ``date``,
+    and ``rows_in_<table>`` per table (0 where the name does not occur)."""
+    known = F.broadcast(reference.select("country_region"))
+    found = None
+    for name, df in tables.items():
+        dated = "date" in df.columns
+        part = df.join(known, "country_region", "left_anti").groupBy("country_region").agg(
+            F.count("*").alias(f"rows_in_{name}"),
+            (F.min("date") if dated else F.lit(None).cast("date")).alias(f"_first_{name}"),
+            (F.max("date") if dated else F.lit(None).cast("date")).alias(f"_last_{name}"),
+        )
+        found = part if found is None else found.join(part, "country_region", "full")
+    return found.select(
+        "country_region",
+        F.least(*(F.col(f"_first_{name}") for name in tables)).alias("first_date"),
+        F.greatest(*(F.col(f"_last_{name}") for name in tables)).alias("last_date"),
+        *(F.coalesce(F.col(f"rows_in_{name}"), F.lit(0)).alias(f"rows_in_{name}") for name in tables),
+    )
+
+
+def countries_without_worldometer_row(
+    countries: DataFrame, worldometer_conformed: DataFrame, reference: DataFrame
+) -> DataFrame:
+    """Countries of ``countries`` (silver) that no worldometer row belongs to, so that their population is NULL,
+    other than those the reference records as absent from worldometer (no ``worldometer_name``):
+    ``country_region``, ``continent``."""
+    matched = worldometer_conformed.where(F.col("country_region").isNotNull()).select("country_region")
+    reviewed_absent = reference.where(F.col("worldometer_name").isNull()).select("country_region")
+    return (
+        countries.join(matched, "country_region", "left_anti")
+        .join(F.broadcast(reviewed_absent), "country_region", "left_anti")
+        .select("country_region", "continent")
+    )
+
+
 def reconcile_overall(gold_continent: DataFrame, country_wise: DataFrame) -> DataFrame:
     """Four rows, one per measure: ``measure, gold_total, source_total, difference``.
 
@@ -121,7 +174,8 @@ def negative_values(df: DataFrame, columns: Sequence[str]) -> DataFrame:
 
 
 def worldometer_only(worldometer_conformed: DataFrame) -> DataFrame:
-    """Worldometer rows that are no JHU country (ships, territories), kept out of continent totals on purpose."""
+    """Worldometer rows that matched no JHU country: ships and territories, kept out of continent totals on
+    purpose, and any spelling the reference does not know yet."""
     return worldometer_conformed.where(F.col("country_region").isNull()).select(
         "worldometer_name", "continent", "population", "total_cases"
     )

@@ -63,19 +63,20 @@ def _may_conflict(df: DataFrame, key_columns: Sequence[str]) -> bool:
     return bool(spread.where(F.col("_low") != F.col("_high")).limit(1).collect())
 
 
-def conform_worldometer(worldometer: DataFrame, reference: DataFrame) -> DataFrame:
+def conform_worldometer(worldometer: DataFrame, spellings: DataFrame) -> DataFrame:
     """Worldometer with ``country_region`` set to the JHU name, the original kept as ``worldometer_name``.
 
-    Rows that are not JHU countries (Diamond Princess, Aruba, Hong Kong, ...) are kept with
-    ``country_region`` NULL, so they are visible (``quality.worldometer_only``) but never join to a JHU
-    country. ``continent`` is spelled as in the reference (``Australia/Oceania`` -> ``Oceania``).
-    Expects a cleaned (trimmed) worldometer table and ``countries.country_reference_df``.
+    A row belongs to the country one of whose spellings it uses (``countries.worldometer_spellings_df``: the
+    reviewed worldometer name, the JHU name itself, or a known alias). Rows that are not JHU countries (Diamond
+    Princess, Aruba, Hong Kong, ...) are kept with ``country_region`` NULL, so they are visible
+    (``quality.worldometer_only``, the ``worldometer_coverage`` check) but never join to a JHU country.
+    ``continent`` is spelled as in the reference (``Australia/Oceania`` -> ``Oceania``).
+    Expects a cleaned (trimmed) worldometer table.
     """
-    names = reference.select("worldometer_name", "country_region").where(F.col("worldometer_name").isNotNull())
     renamed = worldometer.withColumnRenamed("country_region", "worldometer_name")
     others = [c for c in renamed.columns if c != "worldometer_name"]
     return (
-        renamed.join(F.broadcast(names), on="worldometer_name", how="left")
+        renamed.join(F.broadcast(spellings), on="worldometer_name", how="left")
         .select("country_region", "worldometer_name", *others)
         .replace(WORLDOMETER_CONTINENT_NAMES, subset=["continent"])
     )
@@ -115,8 +116,3 @@ def build_countries(
         .withColumn("mapped", F.col("continent").isNotNull())
         .select(*COUNTRY_COLUMNS)
     )
-
-
-def unmapped_countries(countries: DataFrame) -> DataFrame:
-    """Countries of the time series that the reference does not know (continent NULL)."""
-    return countries.where(F.col("continent").isNull())

@@ -1,8 +1,12 @@
 """Validate a raw source CSV completely and turn it into typed DataFrames, or say exactly what is wrong.
 
 Every problem is reported with the file, the data row number (1 = first row after the header), the column
-and the offending value, and nothing is written anywhere until all four files pass. Harmless variants are
-accepted: CRLF line endings, a UTF-8 BOM, spaces around header names and values, quoted fields with commas.
+and the offending value, and nothing is written anywhere until all four files pass. Every problem of every file
+is reported in one pass: a value no converter foresaw is named like any other bad value instead of ending the
+validation with a bare exception. Harmless variants are accepted: CRLF line endings, a UTF-8 BOM, spaces around
+header names and values, quoted fields with commas. Text that is not UTF-8 (a file saved as Windows-1252) is
+named field by field: its bytes are kept as surrogate escapes while reading, so the rest of the file is still
+checked.
 
 A file is read as a stream, ``CHUNK_ROWS`` rows at a time, so memory does not grow with the file: the typed
 chunks stay in memory up to ``MEMORY_ROWS`` rows and beyond that go to a Parquet file in a directory the
@@ -12,9 +16,9 @@ hashes of the keys; only keys whose hashes collide are compared exactly, in a se
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +38,11 @@ MAX_LISTED_PROBLEMS = 20
 CHUNK_ROWS = 100_000
 #: Typed rows of one file kept in memory before they go to a spill file (when a spill directory is given).
 MEMORY_ROWS = 250_000
+#: The range of an ``int`` column: 64-bit signed, as the source database's BIGINT and Parquet's int64.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: A byte that is not UTF-8, as decoded with ``errors="surrogateescape"``.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+NOT_UTF8_REASON = "is not UTF-8 text (bytes shown as \ufffd): save the file as UTF-8"
 
 Opener = Callable[[], BinaryIO]
 
@@ -158,22 +167,21 @@ def _validate_file(schema: TableSchema, path: Path, spill_dir: Path | None) -> V
 
 def validate_stream(schema: TableSchema, opener: Opener, *, file_name: str,
                     spill_dir: Path | None = None) -> ValidatedTable:
-    """Validate the CSV that ``opener`` opens (it may be opened twice: to locate an encoding error)."""
+    """Validate the CSV that ``opener`` opens."""
     shape = _Problems(file_name)  # the header and the number of fields per row: checked first
     problems = _Problems(file_name)  # values and keys
     table = ValidatedTable(schema)
     hashes: list[np.ndarray] = []
     keys = list(schema.primary_key)
     try:
-        with opener() as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
+        with opener() as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape",
+                                                  newline="") as text:
             # skipinitialspace: a space before an opening quote (` "Korea, South"`) must not split the quoted field
-            for chunk in _raw_chunks(schema, csv.reader(text, skipinitialspace=True), shape):
+            for chunk in _raw_chunks(schema, csv.reader(text, skipinitialspace=True), shape, problems):
                 typed = _typed(schema, chunk, problems)
                 if not problems:
                     hashes.append(pd.util.hash_pandas_object(typed[keys], index=False).to_numpy())
                     table._add(typed, spill_dir)
-    except UnicodeDecodeError:
-        raise SourceValidationError([Problem(file_name, None, None, None, _encoding_error(opener))]) from None
     finally:
         table._close()
     if shape:
@@ -186,29 +194,17 @@ def validate_stream(schema: TableSchema, opener: Opener, *, file_name: str,
     return table
 
 
-def _encoding_error(opener: Opener) -> str:
-    """Where the first byte that is not UTF-8 is (the file is read again, incrementally)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with opener() as binary:
-        while block := binary.read(1 << 20):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as exc:
-                return f"not UTF-8 text: byte 0x{block[exc.start]:02x} at byte offset {offset + exc.start} ({exc.reason})"
-            offset += len(block)
-    return "not UTF-8 text: the file ends inside a multi-byte character"
-
-
 def _blank(row: list[str]) -> bool:
     return not "".join(row).strip()
 
 
-def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Problems) -> Iterator[pd.DataFrame]:
+def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Problems,
+                problems: _Problems) -> Iterator[pd.DataFrame]:
     """The data rows as DataFrames of strings, ``CHUNK_ROWS`` at a time, indexed by data row - 1.
 
     Raises at once for a missing or bad header. A row with the wrong number of fields goes to ``shape``, and
-    from then on rows are only counted. Blank rows at the end of the file are ignored.
+    from then on rows are only counted. A field that is not UTF-8 goes to ``problems``. Blank rows at the end
+    of the file are ignored.
     """
     header_row, number, blank = None, 0, []
     try:
@@ -221,9 +217,12 @@ def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Proble
             raise SourceValidationError(shape.found)
         width, rows = len(header), []
         for row in reader:
-            if _blank(row):
+            text = "".join(row)
+            if not text.strip():
                 blank.append(row)  # harmless at the end of the file; checked like any row before another one
                 continue
+            if not text.isascii() and _NOT_UTF8.search(text):  # isascii first: almost every row is ASCII
+                _report_not_utf8(header, number + len(blank) + 1, row, problems)
             for pending in [*blank, row]:
                 number += 1
                 if len(pending) != width:
@@ -244,6 +243,14 @@ def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Proble
         yield _frame(rows, header, number)
 
 
+def _report_not_utf8(header: list[str], number: int, row: list[str], problems: _Problems) -> None:
+    """Each field of data row ``number`` holding bytes that are not UTF-8, shown with U+FFFD for those bytes."""
+    for name, value in zip(header, row):
+        if _NOT_UTF8.search(value):
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            problems.add_limited(pd.Series([shown], index=[number - 1]), name, NOT_UTF8_REASON, count_more=True)
+
+
 def _frame(rows: list[list[str]], header: list[str], last: int) -> pd.DataFrame:
     """``rows`` as strings, indexed by data row - 1 (``last`` is the data row number of the last one)."""
     frame = pd.DataFrame(rows, columns=header, dtype=object)
@@ -252,9 +259,32 @@ def _frame(rows: list[list[str]], header: list[str], last: int) -> pd.DataFrame:
 
 
 def _typed(schema: TableSchema, raw: pd.DataFrame, problems: _Problems) -> pd.DataFrame:
-    typed = {column.name: _convert(schema, column, raw[column.header].str.strip(), problems)
-             for column in schema.columns}
+    """The chunk with typed columns. A conversion that raises is reported as a problem of the first row whose
+    value makes it raise (the chunk is then refused anyway, so that column's values are left as text)."""
+    typed = {}
+    for column in schema.columns:
+        values = raw[column.header].str.strip()
+        try:
+            typed[column.name] = _convert(schema, column, values, problems)
+        except Exception as exc:  # noqa: BLE001 - named with row, column and value below, never a bare message
+            row = _first_failing_row(schema, column, values)
+            problems.add(row + 1, column.header, values.loc[row], f"cannot be read as {column.type}: "
+                         f"{type(exc).__name__}: {exc}")
+            typed[column.name] = values
     return pd.DataFrame(typed)[schema.column_names]
+
+
+def _first_failing_row(schema: TableSchema, column: Column, values: pd.Series) -> int:
+    """Index of the first value whose conversion raises (bisection over ``values``, which as a whole raises)."""
+    low, high = 0, len(values)  # the first failing value is in values[low:high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            _convert(schema, column, values.iloc[low:middle], _Problems(""))
+            low = middle
+        except Exception:  # noqa: BLE001 - any exception: the value is in this half
+            high = middle
+    return values.index[low]
 
 
 def _check_header(schema: TableSchema, header: list[str], problems: _Problems) -> None:
@@ -283,7 +313,12 @@ def _convert(schema: TableSchema, column: Column, values: pd.Series, problems: _
     if column.type == "int":
         bad = ~values.str.fullmatch(r"[+-]?\d+") & ~empty
         _report(values, bad, column, "is not an integer", problems)
-        present = (~bad & ~empty).to_numpy()
+        long = values[~bad & ~empty & (values.str.len() > 18)]  # shorter ones always fit: no int() for them
+        too_large = pd.Series(values.index.isin(long.index[[not INT64_MIN <= int(v) <= INT64_MAX for v in long]]),
+                              index=values.index)
+        _report(values, too_large, column, f"does not fit in a 64-bit integer ({INT64_MIN} .. {INT64_MAX})",
+                problems)
+        present = (~bad & ~empty & ~too_large).to_numpy()
         data = np.zeros(len(values), dtype=np.int64)
         data[present] = values.to_numpy()[present].astype(np.int64)  # int() of each, in C
         return pd.Series(pd.arrays.IntegerArray(data, ~present), index=values.index)

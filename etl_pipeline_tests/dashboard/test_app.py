@@ -7,10 +7,13 @@ import re
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dash import Dash
 
 from dashboard.app import DEFAULT_MAP_STYLE, create_app
+from dashboard.formatting import date_range
+from etl_pipeline_tests.dashboard.conftest import load_warehouse
 from dashboard.pages.spread_map import next_frame
 
 MAX_FIRST_PAYLOAD = 1_000_000
@@ -102,6 +105,28 @@ def test_a_warehouse_not_built_yet_is_explained_on_the_page(tmp_path: Path):
     page, _ = call(app, ROUTER, "/")
     text = json.dumps(page["page-content"]["children"])
     assert "no such table" in text and "covid-etl run" in text
+
+
+def test_the_footer_states_the_dates_the_warehouse_holds(app: Dash, sources, warehouse_tables, tmp_path: Path):
+    days = sources["series"]["date"]
+    assert (days.min(), days.max()) == (pd.Timestamp("2020-01-22"), pd.Timestamp("2020-07-27"))
+    footer, _ = call(app, "footer.children", "/")
+    assert footer["footer"]["children"] == (
+        "Source: JHU CSSE and worldometers via the covid19 warehouse (22 Jan – 27 Jul 2020).")
+
+    snapshot = f"sqlite:///{tmp_path / 'snapshot.db'}"  # another snapshot: the footer follows the data
+    load_warehouse(snapshot, {"dim_date": warehouse_tables["dim_date"].iloc[40:75]})
+    footer, _ = call(create_app(snapshot), "footer.children", "/synthetic-control")
+    assert footer["footer"]["children"] == (
+        "Source: JHU CSSE and worldometers via the covid19 warehouse (2 Mar – 5 Apr 2020).")
+    footer, _ = call(create_app(f"sqlite:///{tmp_path / 'none.db'}"), "footer.children", "/")
+    assert footer["footer"]["children"] == (
+        "Source: JHU CSSE and worldometers via the covid19 warehouse (not built yet).")
+
+
+def test_date_range_names_the_year_once_unless_it_changes():
+    assert date_range(pd.Timestamp("2020-01-22"), pd.Timestamp("2020-07-27")) == "22 Jan – 27 Jul 2020"
+    assert date_range(pd.Timestamp("2020-12-30"), pd.Timestamp("2021-01-02")) == "30 Dec 2020 – 2 Jan 2021"
 
 
 def test_warehouse_and_map_style_come_from_the_environment(monkeypatch, sqlite_warehouse_url: str):

@@ -249,6 +249,44 @@ def test_failed_first_load_creates_no_table(manager: PostgresIOManager, warehous
     assert not has_table(warehouse_url, LOCATIONS)
 
 
+def stored_dates(url: str) -> list[tuple]:
+    return query(url, 'SELECT CAST("date" AS TEXT), day_index FROM dim_date ORDER BY day_index')
+
+
+def test_tables_loaded_together_change_together(manager: PostgresIOManager, warehouse_url: str) -> None:
+    dates = dim_date_frame(["2020-01-22", "2020-01-23"])
+    stats = manager.load_tables({"dim_date": dates, LOCATIONS: locations(days=2)})
+
+    assert list(stats) == ["dim_date", LOCATIONS]
+    assert (counts(stats["dim_date"]), counts(stats[LOCATIONS])) == ((2, 2, 0, 0, 0), (10, 10, 0, 0, 0))
+    assert stored_dates(warehouse_url) == [("2020-01-22", 0), ("2020-01-23", 1)]
+    assert stored_rows(warehouse_url) == as_rows(locations(days=2))
+
+
+def test_a_failure_in_one_of_the_tables_loaded_together_changes_none(
+    manager: PostgresIOManager, warehouse_url: str
+) -> None:
+    """dim_date loads first and would load fine: it is rolled back with the table that fails."""
+    manager.load_tables({"dim_date": dim_date_frame(["2020-01-22"]), LOCATIONS: locations(days=3)})
+    digest, dates = checksum(warehouse_url), stored_dates(warehouse_url)
+
+    with pytest.raises(WarehouseError) as failure:
+        manager.load_tables({"dim_date": dim_date_frame(["2020-01-22", "2020-01-23", "2020-01-24"]),
+                             LOCATIONS: failing_input("null")})
+
+    assert str(failure.value).startswith(
+        f"loading {LOCATIONS} into {describe_url(warehouse_url)} failed; none of the 2 tables (dim_date, "
+        f"{LOCATIONS}) was changed: column 'deaths', input row 20,007: NULL in a NOT NULL column")
+    assert (stored_dates(warehouse_url), checksum(warehouse_url)) == (dates, digest)
+
+
+def test_a_failed_first_publication_creates_no_table(manager: PostgresIOManager, warehouse_url: str) -> None:
+    with pytest.raises(WarehouseError):
+        manager.load_tables({"dim_date": dim_date_frame(["2020-01-22"]), LOCATIONS: failing_input("duplicate key")})
+
+    assert not has_table(warehouse_url, "dim_date") and not has_table(warehouse_url, LOCATIONS)
+
+
 def test_dropped_connection_keeps_previous_content(postgres_url: str) -> None:
     manager = PostgresIOManager(url=postgres_url)
     previous = locations(days=3)
@@ -372,7 +410,9 @@ def test_sqlite_tables_are_strict(tmp_path) -> None:
 
 
 def test_dagster_asset_round_trip_with_metadata(postgres_url: str) -> None:
-    url = postgres_url.replace("postgres@", "postgres:s3cret-pw@")  # the server trusts 127.0.0.1 and ignores it
+    url = postgres_url  # its password (the tests' admin role's) must never reach the metadata
+    password = sa.make_url(url).password
+    assert password
     continents = pd.DataFrame({
         "population": [1_340_598_147, None, 4_641_054_775],
         "total_deaths": [3000, 10, 130_000],
@@ -401,10 +441,11 @@ def test_dagster_asset_round_trip_with_metadata(postgres_url: str) -> None:
     assert metadata["dagster/row_count"] == 3
     assert (metadata["inserted"], metadata["updated"], metadata["deleted"]) == (3, 0, 0)
     assert metadata["dagster/table_name"] == f"{database}.public.covid19_continent_stats"
-    assert metadata["database"] == f"postgresql+psycopg2://postgres:***@127.0.0.1:5432/{database}"
+    user = sa.make_url(url).username
+    assert metadata["database"] == f"postgresql+psycopg2://{user}:***@127.0.0.1:5432/{database}"
     assert [c.name for c in metadata["dagster/column_schema"].columns] == warehouse_table(
         "covid19_continent_stats").column_names
-    assert "s3cret-pw" not in repr(materialization.metadata)
+    assert password not in repr(materialization.metadata)
 
     [frame] = received
     expected = continents.sort_values("continent").reset_index(drop=True)[frame.columns]

@@ -172,3 +172,29 @@ def test_standalone_master_replaces_the_local_session(built, tmp_path: Path) -> 
     finally:
         stop_process_session()
         cluster.stop()
+
+
+def test_how_each_master_gets_the_extra_jars(tmp_path: Path) -> None:
+    """A local driver resolves the packages itself; a cluster driver puts the cached jars on its executors'
+    class path (never shipping them); a Connect client needs none; an unfetched cache names the command."""
+    from etl_pipeline.resources.spark import jars_conf
+    from etl_pipeline.spark_jars import JarsUnavailable, manifest_path
+
+    packages = ["org.example:a:1.0"]
+    assert jars_conf("local[*]", packages, tmp_path) == {
+        "spark.jars.packages": "org.example:a:1.0", "spark.jars.ivy": str(tmp_path)}
+    assert jars_conf("sc://host:15002", packages, tmp_path) == {}
+    assert jars_conf("spark://host:7077", [], tmp_path) == {}
+    with pytest.raises(JarsUnavailable, match="covid-etl fetch-jars"):
+        jars_conf("spark://host:7077", packages, tmp_path)
+    jars = [tmp_path / "jars" / "org.example_a-1.0.jar", tmp_path / "jars" / "org.example_b-2.0.jar"]
+    jars[0].parent.mkdir()
+    for jar in jars:
+        jar.write_bytes(b"PK")
+    manifest_path(packages, tmp_path).write_text("".join(f"{jar}\n" for jar in jars))
+    classpath = f"{jars[0]}:{jars[1]}"
+    assert jars_conf("spark://host:7077", packages, tmp_path) == {
+        "spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+    jars[1].unlink()  # a cache emptied since: refused, not a class path with a hole
+    with pytest.raises(JarsUnavailable, match="covid-etl fetch-jars"):
+        jars_conf("spark://host:7077", packages, tmp_path)

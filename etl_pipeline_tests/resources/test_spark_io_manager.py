@@ -304,7 +304,7 @@ print("REPORT " + json.dumps(round_trip(spark, "s3://warehouse", **access)))
 """
 
 
-def test_round_trip_on_an_s3_lake_through_s3a_with_local_spark(s3: MotoS3, tmp_path: Path) -> None:
+def test_round_trip_on_an_s3_lake_through_s3a_with_local_spark(s3: MotoS3, tmp_path: Path, spark_jars: Path) -> None:
     """Local Spark reads and writes ``s3a://`` on a real S3 server, with the jars Spark resolved itself
     (SPARK_JARS_IVY's cache, filled by ``covid-etl fetch-jars``)."""
     client = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id=s3.access_key,

@@ -26,7 +26,7 @@ from pyspark.sql.types import (
 )
 
 from etl_pipeline.transforms import gold, silver
-from etl_pipeline.transforms.countries import country_reference_df
+from etl_pipeline.transforms.countries import country_reference_df, worldometer_spellings_df
 from etl_pipeline.transforms.source_schema import (
     CASES_POSITION,
     COUNTRY_WISE,
@@ -104,7 +104,7 @@ def shared(spark: SparkSession, bronze: dict[str, DataFrame]) -> SimpleNamespace
         }.items()
     }
     reference = country_reference_df(spark).cache()
-    worldometer = silver.conform_worldometer(silver_tables.pop("worldometer"), reference).cache()
+    worldometer = silver.conform_worldometer(silver_tables.pop("worldometer"), worldometer_spellings_df(spark)).cache()
     countries = silver.build_countries(
         silver_tables["time_series"], silver_tables["positions"], worldometer, reference
     ).cache()

@@ -5,9 +5,12 @@ import pytest
 
 from etl_pipeline.transforms.countries import (
     CONTINENTS,
+    REFERENCE_COLUMNS,
     country_reference_df,
     load_country_reference,
     validate_reference,
+    worldometer_spellings,
+    worldometer_spellings_df,
 )
 
 
@@ -48,16 +51,38 @@ def test_countries_absent_from_worldometer_have_a_reviewed_continent(reference, 
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([("Kosovo", "", "Europe"), ("Kosovo", "", "Europe")], "country_region listed more than once"),
-        ([("Congo (Brazzaville)", "Congo", "Africa"), ("Congo (Kinshasa)", "Congo", "Africa")],
+        ([("Kosovo", "", "Europe", ""), ("Kosovo", "", "Europe", "")], "country_region listed more than once"),
+        ([("Congo (Brazzaville)", "Congo", "Africa", ""), ("Congo (Kinshasa)", "Congo", "Africa", "")],
          "worldometer_name listed more than once"),
-        ([("Australia", "Australia", "Australia/Oceania")], "continent must be one of"),
+        ([("Congo (Brazzaville)", "Congo", "Africa", ""), ("Congo (Kinshasa)", "DRC", "Africa", "Congo|Zaire")],
+         r"spellings of more than one country: \{'Congo': \['Congo \(Brazzaville\)', 'Congo \(Kinshasa\)'\]\}"),
+        ([("Taiwan*", "Taiwan", "Asia", ""), ("China", "", "Asia", "Taiwan*")], "spellings of more than one country"),
+        ([("Australia", "Australia", "Australia/Oceania", "")], "continent must be one of"),
     ],
 )
 def test_validate_reference_rejects_bad_edits(rows, message):
-    frame = pd.DataFrame(rows, columns=["country_region", "worldometer_name", "continent"])
+    frame = pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
     with pytest.raises(ValueError, match=message):
         validate_reference(frame)
+
+
+def test_a_worldometer_row_may_use_the_reviewed_name_the_jhu_name_or_an_alias(reference):
+    spellings = dict(worldometer_spellings(reference))
+    # worldometer's own names, written out by hand from shared/data/README.md (conftest.WORLDOMETER_NAMES)
+    assert (spellings["S. Korea"], spellings["USA"], spellings["Myanmar"]) == ("South Korea", "US", "Burma")
+    # the JHU names themselves: a worldometer snapshot that spells a country as JHU does still matches
+    assert {jhu: spellings[jhu] for jhu in ("South Korea", "US", "Burma", "China", "Kosovo")} == {
+        jhu: jhu for jhu in ("South Korea", "US", "Burma", "China", "Kosovo")}
+    # former or alternative names
+    assert (spellings["Czech Republic"], spellings["Swaziland"], spellings["United States"]) == (
+        "Czechia", "Eswatini", "US")
+    assert len(spellings) == len(worldometer_spellings(reference))  # no spelling belongs to two countries
+
+
+def test_worldometer_spellings_df_is_the_lookup_of_the_packaged_reference(spark, reference):
+    frame = worldometer_spellings_df(spark)
+    assert frame.schema.fieldNames() == ["worldometer_name", "country_region"]
+    assert sorted(tuple(r) for r in frame.collect()) == sorted(worldometer_spellings(reference))
 
 
 def test_country_reference_df_has_null_for_absent_worldometer_names(spark, reference):

@@ -9,13 +9,16 @@ from etl_pipeline.assets.checks import findings_by
 from etl_pipeline.transforms.countries import REFERENCE_SCHEMA
 from etl_pipeline.transforms.quality import (
     continent_disagreements,
+    countries_without_worldometer_row,
     cumulative_decreases,
     duplicate_keys,
     negative_values,
     null_keys,
+    provinces_not_summing,
     reconcile_country_totals,
     reconcile_daily_with_positions,
     reconcile_overall,
+    unknown_countries,
     worldometer_only,
 )
 
@@ -78,6 +81,55 @@ def test_reconcile_daily_with_positions_compares_province_sums(spark, rows):
     mismatches = reconcile_daily_with_positions(time_series, positions)
     assert mismatches.columns[:4] == ["date", "country_region", "time_series_confirmed", "positions_confirmed"]
     assert rows(mismatches) == [(D2, "A", 9, 8, 0, 0, 1, 1, 8, 7)]
+
+
+def test_provinces_not_summing_names_each_country_with_its_dates_and_last_difference(spark, rows):
+    time_series = spark.createDataFrame(
+        [(D1, "A", 3, 0, 1, 2), (D2, "A", 3, 0, 1, 2), (D3, "A", 5, 0, 1, 4), (D1, "B", 2, 0, 0, 2)],
+        f"date date, country_region string, {COUNTS}",
+    )
+    positions = spark.createDataFrame(
+        [
+            (D1, "A", "p", 3, 0, 1, 2),
+            (D2, "A", "p", 3, 0, 1, 2), (D2, "A", "ship", -1, -1, -1, -1),
+            (D3, "A", "p", 5, 0, 1, 4), (D3, "A", "ship", -1, -1, -1, -1), (D3, "A", "ship 2", -1, 0, 0, -1),
+            (D1, "B", "", 2, 0, 0, 2), (D2, "B", "", 2, 0, 0, 2),  # a date the time series lacks
+        ],
+        f"date date, country_region string, province_state string, {COUNTS}",
+    )  # fmt: skip
+    found = provinces_not_summing(time_series, positions)
+    assert found.columns == ["country_region", "dates", "first_date", "last_date", "confirmed_difference",
+                             "deaths_difference", "recovered_difference", "active_difference"]
+    assert rows(found) == [("A", 2, D2, D3, -2, -1, -1, -2), ("B", 1, D2, D2, 2, 0, 0, 2)]
+
+
+def test_unknown_countries_are_named_with_where_they_occur(spark, rows):
+    reference = spark.createDataFrame([("South Korea", "S. Korea", "Asia")], REFERENCE_SCHEMA)
+    time_series = spark.createDataFrame(
+        [(D1, "South Korea"), (D2, "Korea, South"), (D3, "Korea, South"), (D3, "Atlantis")],
+        "date date, country_region string")
+    positions = spark.createDataFrame([(D2, "Korea, South", ""), (D3, "Korea, South", "")],
+                                      "date date, country_region string, province_state string")
+    country_wise = spark.createDataFrame([("Korea, South", 5)], "country_region string, confirmed bigint")
+    found = unknown_countries({"ts": time_series, "cp": positions, "cw": country_wise}, reference)
+    assert found.columns == ["country_region", "first_date", "last_date", "rows_in_ts", "rows_in_cp", "rows_in_cw"]
+    assert rows(found) == [("Atlantis", D3, D3, 1, 0, 0), ("Korea, South", D2, D3, 2, 2, 1)]
+    assert unknown_countries({"ts": time_series.where("country_region = 'South Korea'"), "cw": country_wise.limit(0)},
+                             reference).count() == 0
+
+
+def test_countries_without_worldometer_row_leave_out_the_reviewed_absences(spark, worldometer_conformed, rows):
+    reference = spark.createDataFrame(
+        [("US", "USA", "North America"), ("Cyprus", "Cyprus", "Europe"), ("Kosovo", None, "Europe"),
+         ("China", None, "Asia"), ("Czechia", "Czechia", "Europe")],
+        REFERENCE_SCHEMA,
+    )
+    countries = spark.createDataFrame(
+        [("US", "North America"), ("Czechia", "Europe"), ("China", "Asia"), ("Kosovo", "Europe")],
+        "country_region string, continent string")
+    # Kosovo found a row although the reference expects none: fine; China is absent by review; Czechia is lost
+    assert rows(countries_without_worldometer_row(countries, worldometer_conformed, reference)) == [
+        ("Czechia", "Europe")]
 
 
 def test_reconcile_overall_one_row_per_measure(spark, rows):

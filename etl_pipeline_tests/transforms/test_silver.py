@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from etl_pipeline.transforms.countries import REFERENCE_SCHEMA
-from etl_pipeline.transforms.silver import build_countries, clean_table, conform_worldometer, unmapped_countries
+from etl_pipeline.transforms.countries import REFERENCE_SCHEMA, SPELLINGS_SCHEMA
+from etl_pipeline.transforms.silver import build_countries, clean_table, conform_worldometer
 
 D1, D2 = dt.date(2020, 7, 26), dt.date(2020, 7, 27)
 POSITION_COLUMNS = "province_state string, country_region string, date date, confirmed bigint, who_region string"
@@ -55,19 +55,26 @@ def test_clean_table_refuses_to_pick_between_rows_sharing_a_key(spark):
     assert "Chad" not in str(e.value)
 
 
-def test_conform_worldometer_maps_names_and_keeps_rows_outside_jhu(spark, reference, rows):
+def test_conform_worldometer_maps_every_spelling_and_keeps_rows_outside_jhu(spark, rows):
+    spellings = spark.createDataFrame(
+        [("USA", "US"), ("US", "US"), ("United States", "US"), ("Fiji", "Fiji"), ("Czechia", "Czechia"),
+         ("Czech Republic", "Czechia")],
+        SPELLINGS_SCHEMA,
+    )
     worldometer = spark.createDataFrame(
         [
             ("USA", "North America", 331, 5),
             ("Fiji", "Australia/Oceania", 1, 2),
+            ("Czech Republic", "Europe", 10, 3),
             ("Diamond Princess", None, None, 712),
         ],
         "country_region string, continent string, population bigint, total_cases bigint",
     )
-    conformed = conform_worldometer(worldometer, reference)
+    conformed = conform_worldometer(worldometer, spellings)
     assert conformed.columns == ["country_region", "worldometer_name", "continent", "population", "total_cases"]
     assert rows(conformed) == [
         (None, "Diamond Princess", None, None, 712),
+        ("Czechia", "Czech Republic", "Europe", 10, 3),
         ("Fiji", "Fiji", "Oceania", 1, 2),
         ("US", "USA", "North America", 331, 5),
     ]
@@ -113,7 +120,6 @@ def test_build_countries_one_row_per_time_series_country(spark, reference, rows)
         ("Denmark", "Europe", "Europe", 5792202, 56.26, 9.50, True),
         ("Kosovo", "Europe", "Europe", None, 42.60, 20.90, True),
     ]
-    assert rows(unmapped_countries(countries)) == [("Atlantis", None, "Americas", None, None, None, False)]
 
 
 def _expected_coordinates(positions):

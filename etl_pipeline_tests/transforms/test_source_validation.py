@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from etl_pipeline.transforms import source_validation
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline.transforms.source_validation import (
     MAX_LISTED_PROBLEMS,
@@ -96,6 +97,11 @@ def rename_column(old: str, new: str) -> Edit:
         return write_rows(rows)
 
     return edit
+
+
+def in_windows_1252(content: bytes) -> bytes:
+    """The file as a spreadsheet program saves it as "CSV" on Windows: Windows-1252, not UTF-8."""
+    return content.decode("utf-8").encode("cp1252")
 
 
 def with_bom(content: bytes) -> bytes:
@@ -208,6 +214,10 @@ BAD_INPUTS = [
              ((6, "Continent", "x" * 256, "longer than 255"),)),
     BadInput("missing key value", _CW, set_cell("Country/Region", 2, ""),
              ((2, "Country/Region", "", "a value is required"),)),
+    BadInput("integer too large", _WM, set_cell("TotalTests", 1, "99999999999999999999"),
+             ((1, "TotalTests", "99999999999999999999", "does not fit in a 64-bit integer"),)),
+    BadInput("not UTF-8", _WM, lambda c: in_windows_1252(set_cell("Country/Region", 3, "Réunion")(c)),
+             ((3, "Country/Region", "R\ufffdunion", "is not UTF-8 text"),)),
 ]
 
 
@@ -362,11 +372,59 @@ def test_a_column_named_twice_is_refused(small_files: dict[str, bytes]) -> None:
     ]
 
 
-def test_a_file_that_is_not_utf8_is_refused(small_files: dict[str, bytes]) -> None:
-    content = small_files["covid19_worldometer"] + "Réunion".encode("latin-1") + b",Africa\n"
-    problems = refusal("covid19_worldometer", content).problems
-    assert [(p.file, p.row) for p in problems] == [("covid19_worldometer.csv", None)]
-    assert "not UTF-8" in problems[0].reason
+def test_a_file_saved_as_windows_1252_is_refused_naming_every_row_and_column_that_is_not_utf8(data_dir: Path) -> None:
+    content = (data_dir / "covid19_worldometer.csv").read_bytes()
+    header, *rows = read_rows(content)
+    expected = [(number, name, value) for number, row in enumerate(rows, 1) for name, value in zip(header, row)
+                if not value.isascii()]
+    assert [(row, value) for row, _, value in expected] == [(159, "Réunion"), (195, "Curaçao")]
+
+    problems = refusal("covid19_worldometer", in_windows_1252(content)).problems
+
+    assert [(p.row, p.column, p.value) for p in problems] == [
+        (row, name, value.encode("cp1252").decode("utf-8", "replace")) for row, name, value in expected]
+    assert [p.value for p in problems] == ["R\ufffdunion", "Cura\ufffdao"]
+    assert all(p.reason == "is not UTF-8 text (bytes shown as \ufffd): save the file as UTF-8" for p in problems)
+
+
+def test_a_conversion_that_raises_is_named_by_row_column_and_value_and_the_other_files_are_still_checked(
+    tmp_path: Path, small_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No exception inside validation escapes as a bare message: one that no converter foresees (simulated here)
+    is reported with the first row whose value raises it, and every other problem of every file still is."""
+    convert = source_validation._convert
+
+    def fragile(schema, column, values, problems):
+        if column.name == "deaths" and (values == "13").any():
+            raise OverflowError("simulated")
+        return convert(schema, column, values, problems)
+
+    monkeypatch.setattr(source_validation, "_convert", fragile)
+    series = set_cell("Deaths", (4, 9), "13")(small_files["covid19_time_series"])
+    worldometer = set_cell("Population", 2, "many")(small_files["covid19_worldometer"])
+    for table, content in {**small_files, "covid19_time_series": series, "covid19_worldometer": worldometer}.items():
+        (tmp_path / SOURCE_TABLES[table].file_name).write_bytes(content)
+
+    with pytest.raises(SourceValidationError) as caught:
+        read_source_files(SOURCE_TABLES.values(), tmp_path)
+
+    assert [(p.file, p.row, p.column, p.value, p.reason) for p in caught.value.problems] == [
+        ("covid19_time_series.csv", 4, "Deaths", "13", "cannot be read as int: OverflowError: simulated"),
+        ("covid19_worldometer.csv", 2, "Population", "many", "is not an integer"),
+    ]
+
+
+@pytest.mark.parametrize(("value", "fits"), [("9223372036854775807", True), ("-9223372036854775808", True),
+                                              ("+0000000000000000000000042", True), ("9223372036854775808", False),
+                                              ("-9223372036854775809", False)])
+def test_integers_are_refused_exactly_beyond_the_64_bit_range(small_files: dict[str, bytes], value: str,
+                                                               fits: bool) -> None:
+    content = set_cell("TotalTests", 1, value)(small_files["covid19_worldometer"])
+    if fits:
+        assert parse("covid19_worldometer", content).total_tests[0] == int(value)
+    else:
+        assert [(p.row, p.column, p.value) for p in refusal("covid19_worldometer", content).problems] == [
+            (1, "TotalTests", value)]
 
 
 def test_an_unreadable_row_is_named(small_files: dict[str, bytes]) -> None:
