@@ -1,63 +1,77 @@
-"""Synthetic control (Abadie, Diamond & Hainmueller 2010) on any long-format panel.
+"""Synthetic control on any long-format panel (Abadie, Diamond & Hainmueller 2010 JASA; their R package Synth,
+2011 JSS 42(13); 2015 AJPS for the robustness checks).
 
 A *panel* is a DataFrame with one row per (unit, time) and an outcome column, e.g. one row per
 (date, country) with cumulative confirmed cases. The treated unit's counterfactual after the
-intervention is a weighted sum of donor units, the weights being fitted on the pre-period
-(``time < intervention``).
+intervention is a weighted sum of donor units, the weights being fitted before it
+(``time < intervention``, or the ``optimize_window`` within that).
 
-- ``method="scm"``: convex weights (``w >= 0``, ``sum(w) == 1``) minimising the pre-period squared
-  error, solved exactly (see :func:`simplex_least_squares`).
+- ``method="scm"`` without predictors: convex weights (``w >= 0``, ``sum(w) == 1``) minimising the
+  squared outcome error over the window, solved exactly (:func:`simplex_least_squares`).
+- ``method="scm"`` with :class:`Predictor` s: the method as published and as Synth implements it — convex
+  weights matching the treated unit's (standardised) predictors, each predictor weighted by ``V``, with ``V``
+  chosen so the synthetic unit tracks the outcome best over the window (:mod:`.nested_weights`).
 - ``method="ols"``: the original project's approach, ``LinearRegression(fit_intercept=False)`` —
   unconstrained weights that can extrapolate; kept for comparison.
+
+Robustness checks: :func:`placebo_test` (in space: every unit as if treated, Abadie et al. 2010),
+:func:`placebo_in_time` (a fake earlier intervention) and :func:`leave_one_out` (each donor with positive
+weight dropped in turn; both Abadie et al. 2015). Refits of a family run on every core when they involve the
+nested optimisation, in a deterministic order.
 
 Pure: no I/O, no plotting.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import multiprocessing
+import os
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 from sklearn.linear_model import LinearRegression
 
+from etl_pipeline.analytics.errors import (
+    DonorGapError,
+    DuplicateObservationError,
+    EmptyPrePeriodError,
+    PanelError,
+    PredictorError,
+    UnknownUnitError,
+    preview,
+    show,
+)
+from etl_pipeline.analytics.nested_weights import solve_nested
+from etl_pipeline.analytics.panel import Window, check_window, wide_panel
+from etl_pipeline.analytics.predictors import Predictor, predictor_matrix, standardise
+from etl_pipeline.analytics.simplex import simplex_least_squares
+
+__all__ = [
+    "DonorGapError",
+    "DuplicateObservationError",
+    "EmptyPrePeriodError",
+    "Method",
+    "PanelError",
+    "PlaceboResult",
+    "Predictor",
+    "PredictorError",
+    "Refits",
+    "SyntheticControlResult",
+    "UnknownUnitError",
+    "fit_synthetic_control",
+    "leave_one_out",
+    "placebo_in_time",
+    "placebo_test",
+    "simplex_least_squares",
+]
+
 Method = Literal["scm", "ols"]
-
-#: How many offending values an error message lists before "...".
-_SHOWN = 5
-
-
-class PanelError(ValueError):
-    """The panel cannot be used for a synthetic-control fit."""
-
-
-class UnknownUnitError(PanelError):
-    """The treated unit or a requested donor is not in the panel."""
-
-
-class EmptyPrePeriodError(PanelError):
-    """The treated unit has no observation before the intervention."""
-
-
-class DonorGapError(PanelError):
-    """A donor lacks an outcome at times the treated unit has."""
-
-
-class DuplicateObservationError(PanelError):
-    """A (unit, time) pair occurs more than once."""
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _preview(values: Sequence[Any]) -> str:
-    shown = ", ".join(_show(v) for v in values[:_SHOWN])
-    return shown + (f", ... ({len(values)} in all)" if len(values) > _SHOWN else "")
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +88,15 @@ class SyntheticControlResult:
     pre_rmspe: float
     #: NaN when the panel has no time at or after the intervention.
     post_rmspe: float
+    #: Synth's loss V: mean squared gap over the optimisation window (squared outcome units).
+    loss_v: float
+    #: Synth's loss W, ``(X1 - X0 W)' V (X1 - X0 W)`` on standardised predictors; NaN without predictors.
+    loss_w: float
+    #: V: the weight of each predictor (indexed by :attr:`Predictor.label`), summing to 1; None without predictors.
+    v_weights: pd.Series | None
+    #: Per predictor (same index): ``treated``, ``synthetic`` (the weighted donors) and ``donor_mean`` (their
+    #: unweighted mean), in the predictor's own units; None without predictors.
+    balance: pd.DataFrame | None
 
     @property
     def ratio(self) -> float:
@@ -97,35 +120,26 @@ class PlaceboResult:
     p_value: float
 
 
+@dataclass(frozen=True, eq=False)
+class Refits:
+    """A family of refits of one study, as tidy frames keyed by the column ``key`` (the placebo intervention of
+    :func:`placebo_in_time`, the left-out donor of :func:`leave_one_out`), in the order the refits were asked:
+
+    - ``fits``: one row per refit — ``key``, ``pre_rmspe``, ``post_rmspe``, ``ratio``, ``loss_v``, ``loss_w``;
+    - ``weights``: one row per (refit, donor) — ``key``, the unit column, ``weight``;
+    - ``paths``: one row per (refit, time) — ``key``, the time column, ``actual``, ``synthetic``, ``gap``.
+    """
+
+    key: str
+    fits: pd.DataFrame
+    weights: pd.DataFrame
+    paths: pd.DataFrame
+
+
 def _ratio(pre: float, post: float) -> float:
     if math.isnan(post) or (pre == 0 and post == 0):
         return math.nan
     return math.inf if pre == 0 else post / pre
-
-
-def simplex_least_squares(donors: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Weights ``w >= 0``, ``sum(w) == 1`` minimising ``||donors @ w - target||``.
-
-    On the simplex ``donors @ w - target == A @ w`` with ``A = donors - target[:, None]``, so this is the
-    point of ``conv(columns of A)`` nearest the origin. That is *exactly* one non-negative least squares
-    problem: for ``u`` minimising ``||A u||^2 + (sum(u) - 1)^2`` over ``u >= 0``, the NNLS optimality
-    conditions ``A'A u >= 1 - sum(u)`` (equality where ``u > 0``) are, after dividing by ``sum(u) > 0``,
-    the KKT conditions of the simplex problem for ``w = u / sum(u)``. Lawson-Hanson's active-set NNLS
-    (``scipy.optimize.nnls``) solves it to rounding error, including rank-deficient cases (more donors
-    than periods, collinear donors) where it returns one optimal vertex-like solution. No penalty weight is
-    involved. ``A`` is unchanged by a common offset of the outcome and is divided by its largest column
-    norm, which keeps the solve accurate whatever the outcome's scale (rates near 1e-8 or cumulative
-    counts in the millions); unnormalised, tiny scales miss the KKT conditions by ~1e-10.
-    """
-    a = np.asarray(donors, dtype=float) - np.asarray(target, dtype=float)[:, None]
-    scale = np.linalg.norm(a, axis=0).max(initial=0.0)
-    if scale > 0:
-        a = a / scale
-    system = np.vstack([a, np.ones(a.shape[1])])
-    rhs = np.zeros(system.shape[0])
-    rhs[-1] = 1.0
-    u, _ = nnls(system, rhs, maxiter=50 * a.shape[1])
-    return u / u.sum()
 
 
 def _ols_weights(donors: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -142,28 +156,49 @@ def _rmspe(gap: np.ndarray) -> float:
     return float(np.sqrt(np.mean(gap**2))) if gap.size else math.nan
 
 
-def _resolve_donors(units: pd.Index, treated: Hashable, donors: Sequence[Hashable] | None) -> list[Hashable]:
-    if treated not in units:
-        raise UnknownUnitError(f"treated unit {treated!r} is not in the panel")
-    if donors is None:
-        pool = sorted(u for u in units if u != treated)
-    else:
-        pool = list(donors)
-        if treated in pool:
-            raise PanelError(f"treated unit {treated!r} is also listed as a donor")
-        names = pd.Index(pool)
-        repeated = names[names.duplicated()].unique().tolist()
-        if repeated:
-            raise PanelError(f"donors listed more than once: {_preview(repeated)}")
-        unknown = [d for d in pool if d not in units]
-        if unknown:
-            raise UnknownUnitError(f"donors not in the panel: {_preview(unknown)}")
-    if not pool:
-        raise PanelError(f"no donor units besides the treated unit {treated!r}")
-    return pool
+@dataclass(frozen=True, eq=False)
+class _Study:
+    """One validated specification: the outcomes (time x unit, treated first) and the unscaled predictors
+    (predictor x unit, same units; None for an outcome-only fit) that every fit of the study draws on."""
+
+    outcomes: pd.DataFrame
+    predictors: pd.DataFrame | None
+    treated: Hashable
+    intervention: Any
+    window: Window | None
+    method: Method
+
+    def refit(self, *, treated: Hashable | None = None, without: Hashable | None = None) -> _Study:
+        """The same study with another unit of the pool treated, or one donor dropped."""
+        units = [u for u in self.outcomes.columns if u != without]
+        if treated is not None:
+            units = [treated, *(u for u in units if u != treated)]
+        predictors = None if self.predictors is None else self.predictors[units]
+        return dataclasses.replace(
+            self,
+            outcomes=self.outcomes[units],
+            predictors=predictors,
+            treated=self.treated if treated is None else treated,
+        )
 
 
-def _wide_panel(
+def _check_method(method: str, predictors: Sequence[Predictor] | None) -> None:
+    if method not in _SOLVERS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(_SOLVERS)}")
+    if predictors and method != "scm":
+        raise ValueError(f"predictors need method='scm' (the nested V/W optimisation); got method={method!r}")
+
+
+def _window_mask(times: pd.Index, study: _Study) -> np.ndarray:
+    """The periods loss V is computed on: the window if given, else every period before the intervention."""
+    pre = np.asarray(times < study.intervention)
+    if study.window is None:
+        return pre
+    start, end = study.window
+    return pre & np.asarray((times >= start) & (times <= end))
+
+
+def _prepare(
     panel: pd.DataFrame,
     *,
     unit: str,
@@ -172,66 +207,86 @@ def _wide_panel(
     treated: Hashable,
     intervention: Any,
     donors: Sequence[Hashable] | None,
-) -> pd.DataFrame:
-    """Validate the panel and return it as a time x unit outcome matrix: treated unit first, then donors,
-    on the treated unit's times (sorted); donors' other times are ignored."""
-    missing = [c for c in (unit, time, outcome) if c not in panel.columns]
-    if missing:
-        raise PanelError(f"panel has no column(s) {_preview(missing)}; it has {list(panel.columns)}")
-    pool = [treated, *_resolve_donors(pd.Index(panel[unit].unique()), treated, donors)]
-    rows = panel.loc[panel[unit].isin(pool), [unit, time, outcome]]
-
-    duplicated = rows.duplicated([unit, time], keep="first")
-    if duplicated.any():
-        pairs = list(rows.loc[duplicated, [unit, time]].drop_duplicates().itertuples(index=False, name=None))
-        raise DuplicateObservationError(f"({unit}, {time}) pairs occurring more than once: {_preview(pairs)}")
-
-    own = rows[rows[unit] == treated]
-    blank = own.loc[own[outcome].isna(), time].tolist()
-    if blank:
-        raise PanelError(f"treated unit {treated!r} has no {outcome!r} at {time} {_preview(blank)}")
-    times = pd.Index(own[time]).sort_values()
-    if not (times < intervention).any():
-        first = _show(times[0]) if len(times) else "none"
-        raise EmptyPrePeriodError(
-            f"treated unit {treated!r} has no {time} before the intervention {_show(intervention)} "
-            f"(its first {time}: {first})"
-        )
-
-    wide = rows.pivot(index=time, columns=unit, values=outcome).reindex(index=times, columns=pool)
-    gaps = {d: wide.index[wide[d].isna()].tolist() for d in pool[1:] if wide[d].isna().any()}
-    if gaps:
-        detail = "; ".join(f"{d!r} at {_preview(t)}" for d, t in list(gaps.items())[:_SHOWN])
-        raise DonorGapError(
-            f"{len(gaps)} donor(s) lack {outcome!r} at {time}s the treated unit {treated!r} has: {detail}"
-        )
-    return wide.astype(float)
+    method: Method,
+    predictors: Sequence[Predictor] | None,
+    optimize_window: Window | None,
+) -> _Study:
+    _check_method(method, predictors)
+    wide = wide_panel(
+        panel, unit=unit, time=time, outcome=outcome, treated=treated, intervention=intervention, donors=donors
+    )
+    if optimize_window is not None:
+        check_window(wide, optimize_window, intervention=intervention, treated=treated, time=time)
+    matrix = None
+    if predictors:
+        late = [p.label for p in predictors if not p.end < intervention]
+        if late:
+            raise PredictorError(
+                f"predictor(s) measured at or after the intervention {show(intervention)}: {preview(late)}; "
+                f"predictors must describe the units before it"
+            )
+        matrix = predictor_matrix(panel, unit=unit, time=time, units=list(wide.columns), predictors=predictors)
+    return _Study(
+        outcomes=wide, predictors=matrix, treated=treated, intervention=intervention, window=optimize_window,
+        method=method,
+    )  # fmt: skip
 
 
-def _fit_wide(wide: pd.DataFrame, treated: Hashable, intervention: Any, method: Method) -> SyntheticControlResult:
+def _fit(study: _Study) -> SyntheticControlResult:
+    wide, treated = study.outcomes, study.treated
     donors = [u for u in wide.columns if u != treated]
-    pre = np.asarray(wide.index < intervention)
+    pre = np.asarray(wide.index < study.intervention)
+    fitted = _window_mask(wide.index, study)
     x = wide[donors].to_numpy()
     y = wide[treated].to_numpy()
-    w = _SOLVERS[method](x[pre], y[pre])
+    v_weights = balance = None
+    loss_w = math.nan
+    if study.predictors is None:
+        w = _SOLVERS[study.method](x[fitted], y[fitted])
+    else:
+        raw = study.predictors
+        scaled = standardise(raw.to_numpy(), raw.index)
+        solution = solve_nested(scaled[:, 1:], scaled[:, 0], x[fitted], y[fitted])
+        w, loss_w = solution.w, solution.loss_w
+        v_weights = pd.Series(solution.v, index=raw.index, name="v")
+        balance = pd.DataFrame(
+            {
+                "treated": raw[treated],
+                "synthetic": raw[donors].to_numpy() @ w,
+                "donor_mean": raw[donors].mean(axis=1),
+            }
+        )
     synthetic = x @ w
     gap = y - synthetic
     return SyntheticControlResult(
         treated=treated,
-        intervention=intervention,
-        method=method,
+        intervention=study.intervention,
+        method=study.method,
         weights=pd.Series(w, index=pd.Index(donors, name=wide.columns.name), name="weight"),
         actual=wide[treated].rename("actual"),
         synthetic=pd.Series(synthetic, index=wide.index, name="synthetic"),
         gap=pd.Series(gap, index=wide.index, name="gap"),
         pre_rmspe=_rmspe(gap[pre]),
         post_rmspe=_rmspe(gap[~pre]),
+        loss_v=float(np.mean(gap[fitted] ** 2)),
+        loss_w=loss_w,
+        v_weights=v_weights,
+        balance=balance,
     )
 
 
-def _check_method(method: str) -> None:
-    if method not in _SOLVERS:
-        raise ValueError(f"unknown method {method!r}; expected one of {sorted(_SOLVERS)}")
+def _fit_all(studies: list[_Study], workers: int | None) -> list[SyntheticControlResult]:
+    """Fit every study, in order. Nested optimisations (a fraction of a second each) run in up to ``workers``
+    processes (default: one per core); outcome-only fits (milliseconds) are not worth a process."""
+    workers = min(len(studies), workers or os.cpu_count() or 1)
+    if workers <= 1 or all(s.predictors is None for s in studies):
+        return [_fit(s) for s in studies]
+    # forkserver, not fork: the dashboard calls this from a threaded server, and forking a threaded process can
+    # deadlock the child; preloading this module keeps each worker's start in milliseconds.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(_fit, studies))
 
 
 def fit_synthetic_control(
@@ -244,19 +299,35 @@ def fit_synthetic_control(
     intervention: Any,
     donors: Sequence[Hashable] | None = None,
     method: Method = "scm",
+    predictors: Sequence[Predictor] | None = None,
+    optimize_window: Window | None = None,
 ) -> SyntheticControlResult:
-    """Fit a synthetic control for ``treated`` on the periods ``time < intervention``.
+    """Fit a synthetic control for ``treated`` on the periods before ``intervention``.
 
-    ``donors=None`` uses every other unit of the panel, sorted. ``intervention`` must compare with the time
-    column's values (a date string against ISO date strings, a Timestamp against datetimes, ...).
-    Raises a :class:`PanelError` subclass naming the offending units/times for an unknown unit, an empty
-    pre-period, a donor lacking some of the treated unit's times, or duplicate (unit, time) rows.
+    ``donors=None`` uses every other unit of the panel, sorted. ``intervention`` and the bounds of
+    ``optimize_window`` and of each predictor must compare with the time column's values (a date string
+    against ISO date strings, a Timestamp against datetimes, ...).
+
+    Without ``predictors`` (None or empty) the weights minimise the squared outcome error over
+    ``optimize_window`` (inclusive (start, end); default: every period before the intervention). With
+    ``predictors`` (columns of ``panel`` summarised over windows ending before the intervention, see
+    :class:`Predictor`), the weights are Synth's nested solution: ``W`` matches the predictors, standardised by
+    their standard deviation over the treated unit and donors, weighted by ``V``, exactly; ``V`` (k weights
+    >= 0 summing to 1) minimises loss V, the mean squared outcome gap over ``optimize_window`` (Abadie,
+    Diamond & Hainmueller 2010 JASA; Synth, 2011 JSS; see :mod:`.nested_weights` for the search).
+    The result then carries ``v_weights``, ``loss_w`` and the predictor ``balance``; ``loss_v`` is set either way.
+
+    Raises a :class:`PanelError` subclass naming the offending units/times/columns/predictors for an unknown
+    unit, an empty pre-period, a donor lacking some of the treated unit's times, duplicate (unit, time) rows,
+    an optimisation window or a predictor reaching the intervention, a unit without values in a predictor's
+    window, or a predictor equal for every unit; ValueError for an unknown method or predictors with "ols".
     """
-    _check_method(method)
-    wide = _wide_panel(
-        panel, unit=unit, time=time, outcome=outcome, treated=treated, intervention=intervention, donors=donors
+    return _fit(
+        _prepare(
+            panel, unit=unit, time=time, outcome=outcome, treated=treated, intervention=intervention,
+            donors=donors, method=method, predictors=predictors, optimize_window=optimize_window,
+        )  # fmt: skip
     )
-    return _fit_wide(wide, treated, intervention, method)
 
 
 def placebo_test(
@@ -269,32 +340,177 @@ def placebo_test(
     intervention: Any,
     donors: Sequence[Hashable] | None = None,
     method: Method = "scm",
+    predictors: Sequence[Predictor] | None = None,
+    optimize_window: Window | None = None,
+    workers: int | None = None,
 ) -> PlaceboResult:
-    """Refit with each unit of the pool (treated + donors) as if treated, the rest of the pool as its
-    donors, on the treated unit's times; rank units by post/pre RMSPE ratio (Abadie et al. 2010).
+    """In-space placebo test (Abadie, Diamond & Hainmueller 2010 JASA): refit with each unit of the pool
+    (treated + donors) as if treated, the rest of the pool as its donors, on the treated unit's times and with
+    the same predictors and window; rank units by post/pre RMSPE ratio.
 
     ``p_value`` = rank of the treated unit's ratio (1 = largest, ties counted against it) / number of
-    units; NaN if the treated unit's ratio is NaN.
+    units; NaN if the treated unit's ratio is NaN. With predictors the refits run in up to ``workers``
+    processes (default: one per core); the result does not depend on how many. Raises as
+    :func:`fit_synthetic_control`.
     """
-    _check_method(method)
-    wide = _wide_panel(
-        panel, unit=unit, time=time, outcome=outcome, treated=treated, intervention=intervention, donors=donors
-    )
-    fits = [_fit_wide(wide, u, intervention, method) for u in wide.columns]
+    study = _prepare(
+        panel, unit=unit, time=time, outcome=outcome, treated=treated, intervention=intervention, donors=donors,
+        method=method, predictors=predictors, optimize_window=optimize_window,
+    )  # fmt: skip
+    pool = study.outcomes.columns
+    fits = _fit_all([study.refit(treated=u) for u in pool], workers)
     units = pd.DataFrame(
         {
             "pre_rmspe": [f.pre_rmspe for f in fits],
             "post_rmspe": [f.post_rmspe for f in fits],
             "ratio": [f.ratio for f in fits],
         },
-        index=wide.columns.copy(),
+        index=pool.copy(),
     )
     units["rank"] = units["ratio"].rank(ascending=False, method="max")
-    gaps = pd.DataFrame({f.treated: f.gap for f in fits}, index=wide.index)
-    gaps.columns.name = wide.columns.name
+    gaps = pd.DataFrame({f.treated: f.gap for f in fits}, index=study.outcomes.index)
+    gaps.columns.name = pool.name
     return PlaceboResult(
         treated=treated,
         units=units,
         gaps=gaps,
         p_value=float(units.at[treated, "rank"] / len(units)),
     )
+
+
+def _refits(key: str, keys: Sequence[Any], fits: Sequence[SyntheticControlResult], unit: str, time: str) -> Refits:
+    """The refits as tidy frames (see :class:`Refits`); frames with their columns but no rows for no refit."""
+    summary = pd.DataFrame(
+        {
+            key: list(keys),
+            "pre_rmspe": [f.pre_rmspe for f in fits],
+            "post_rmspe": [f.post_rmspe for f in fits],
+            "ratio": [f.ratio for f in fits],
+            "loss_v": [f.loss_v for f in fits],
+            "loss_w": [f.loss_w for f in fits],
+        }
+    )
+    pairs = list(zip(keys, fits, strict=True))
+    weights = pd.DataFrame(
+        {
+            key: [k for k, f in pairs for _ in f.weights.index],
+            unit: [d for _, f in pairs for d in f.weights.index],
+            "weight": np.concatenate([f.weights.to_numpy() for _, f in pairs] or [np.empty(0)]),
+        }
+    )
+    paths = pd.DataFrame(
+        {
+            key: [k for k, f in pairs for _ in f.actual.index],
+            time: [t for _, f in pairs for t in f.actual.index],
+            **{
+                column: np.concatenate([getattr(f, column).to_numpy() for _, f in pairs] or [np.empty(0)])
+                for column in ("actual", "synthetic", "gap")
+            },
+        }
+    )
+    return Refits(key=key, fits=summary, weights=weights, paths=paths)
+
+
+def _moved_back(
+    predictors: Sequence[Predictor] | None, window: Window | None, intervention: Any, placebo: Any
+) -> tuple[list[Predictor], Window | None]:
+    """The predictors and the optimisation window with every bound moved by ``placebo - intervention``."""
+
+    def move(bound: Any, what: str) -> Any:
+        try:
+            return bound + (placebo - intervention)
+        except TypeError:
+            raise PanelError(
+                f"cannot move {what} back to the placebo intervention {show(placebo)}: give its dates in the time "
+                f"column's type (Timestamps for datetimes, numbers for numbered periods)"
+            ) from None
+
+    moved = [
+        dataclasses.replace(p, start=move(p.start, f"predictor {p.label!r}"), end=move(p.end, f"predictor {p.label!r}"))
+        for p in predictors or ()
+    ]
+    return moved, None if window is None else (move(window[0], "optimize_window"), move(window[1], "optimize_window"))
+
+
+def placebo_in_time(
+    panel: pd.DataFrame,
+    *,
+    unit: str,
+    time: str,
+    outcome: str,
+    treated: Hashable,
+    intervention: Any,
+    placebo_interventions: Sequence[Any],
+    donors: Sequence[Hashable] | None = None,
+    method: Method = "scm",
+    predictors: Sequence[Predictor] | None = None,
+    optimize_window: Window | None = None,
+    workers: int | None = None,
+) -> Refits:
+    """In-time placebo (Abadie, Diamond & Hainmueller 2015 AJPS, robustness tests): the study refitted as if the
+    intervention had happened at each earlier time of ``placebo_interventions``, on the data before the real
+    intervention only. A credible effect has no counterpart there: the placebo gap after the fake date stays
+    about as small as before it.
+
+    Each placebo moves the whole specification back by ``placebo - intervention``: every predictor window and
+    ``optimize_window`` (default: every period before the placebo date) keep their distance to the
+    intervention, as when the study is redone at the earlier date; their bounds must then support that
+    arithmetic (e.g. Timestamps with a datetime time column).
+
+    Returns tidy :class:`Refits` keyed by ``placebo_intervention``; each fit's post-period runs from the placebo
+    date to the real intervention. Raises :class:`PanelError` naming a placebo date not before the intervention
+    (or listed twice) or a moved predictor without data, and as :func:`fit_synthetic_control`.
+    """
+    late = [p for p in placebo_interventions if not p < intervention]
+    if late:
+        raise PanelError(f"placebo interventions not before the intervention {show(intervention)}: {preview(late)}")
+    repeated = pd.Index(placebo_interventions)
+    if repeated.duplicated().any():
+        raise PanelError(f"placebo interventions listed more than once: {preview(repeated[repeated.duplicated()])}")
+    before = panel[panel[time] < intervention] if time in panel.columns else panel
+    studies = []
+    for placebo in placebo_interventions:
+        moved, window = _moved_back(predictors, optimize_window, intervention, placebo)
+        try:
+            studies.append(
+                _prepare(
+                    before, unit=unit, time=time, outcome=outcome, treated=treated, intervention=placebo,
+                    donors=donors, method=method, predictors=moved, optimize_window=window,
+                )  # fmt: skip
+            )
+        except PanelError as error:
+            raise type(error)(f"placebo intervention {show(placebo)}: {error}") from None
+    return _refits("placebo_intervention", placebo_interventions, _fit_all(studies, workers), unit, time)
+
+
+def leave_one_out(
+    panel: pd.DataFrame,
+    *,
+    unit: str,
+    time: str,
+    outcome: str,
+    treated: Hashable,
+    intervention: Any,
+    donors: Sequence[Hashable] | None = None,
+    method: Method = "scm",
+    predictors: Sequence[Predictor] | None = None,
+    optimize_window: Window | None = None,
+    workers: int | None = None,
+) -> Refits:
+    """Leave-one-out robustness check (Abadie, Diamond & Hainmueller 2015 AJPS, robustness tests): the study
+    refitted once without each donor that has a positive weight in the full fit, in the full fit's donor order. If
+    the estimated effect hinges on one donor, some refit shows it.
+
+    Returns tidy :class:`Refits` keyed by ``left_out`` (empty frames when no donor has a positive weight).
+    Refits with predictors run in up to ``workers`` processes. Raises as :func:`fit_synthetic_control`.
+    """
+    study = _prepare(
+        panel, unit=unit, time=time, outcome=outcome, treated=treated, intervention=intervention, donors=donors,
+        method=method, predictors=predictors, optimize_window=optimize_window,
+    )  # fmt: skip
+    if study.outcomes.shape[1] < 3:
+        raise PanelError(f"leave-one-out needs at least two donors; {treated!r} has {study.outcomes.shape[1] - 1}")
+    full = _fit(study)
+    dropped = full.weights.index[full.weights > 0].tolist()
+    fits = _fit_all([study.refit(without=d) for d in dropped], workers)
+    return _refits("left_out", dropped, fits, unit, time)

@@ -8,7 +8,6 @@ the KKT conditions, and scikit-learn's ``LinearRegression`` for the ``ols`` meth
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 
 import numpy as np
@@ -26,6 +25,7 @@ from etl_pipeline.analytics.synthetic_control import (
     placebo_test,
     simplex_least_squares,
 )
+from etl_pipeline_tests.analytics.exhaustive import brute_force_simplex, kkt_violation
 
 COLUMNS = {"unit": "unit", "time": "t", "outcome": "y"}
 SEA_DONORS = [
@@ -42,35 +42,6 @@ def long_panel(wide: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 def random_walks(rng: np.random.Generator, periods: int, units: int) -> np.ndarray:
     return 100 + rng.normal(size=(periods, units)).cumsum(axis=0)
-
-
-def brute_force_simplex(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Best convex weights and their squared error, by trying every donor subset's affine-hull optimum."""
-    j = x.shape[1]
-    best_w, best_sse = np.full(j, np.nan), math.inf
-    for k in range(1, j + 1):
-        for subset in itertools.combinations(range(j), k):
-            cols = x[:, subset] - y[:, None]
-            last = cols[:, -1]
-            coef = np.linalg.lstsq(cols[:, :-1] - last[:, None], -last, rcond=None)[0]
-            v = np.append(coef, 1 - coef.sum())
-            if v.min() < -1e-12:
-                continue
-            w = np.zeros(j)
-            w[list(subset)] = v
-            sse = float(np.sum((x @ w - y) ** 2))
-            if sse < best_sse:
-                best_w, best_sse = w, sse
-    return best_w, best_sse
-
-
-def kkt_violation(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    """Largest violation of: gradient equal on the support and not smaller off it (relative units)."""
-    a = x - y[:, None]
-    a = a / np.linalg.norm(a, axis=0).max()
-    grad = a.T @ (a @ w)
-    level = grad[w > 0].mean()
-    return float(max(np.abs(grad[w > 0] - level).max(), level - grad.min()))
 
 
 def pre_arrays(wide: pd.DataFrame, treated: str, donors: list[str], intervention: object) -> tuple[np.ndarray, np.ndarray]:

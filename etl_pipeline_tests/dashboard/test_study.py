@@ -12,7 +12,15 @@ import pytest
 from dashboard.formatting import format_value, long_date
 from dashboard.study import (
     DEFAULT_DONORS,
+    GROWTH_DAYS,
+    OUTCOME_LAGS_DAYS,
+    PREDICTORS,
+    balance_table,
     caption,
+    default_placebo_date,
+    leave_one_out_table,
+    robustness_caption,
+    run_robustness,
     comparable_placebos,
     placebo_table,
     run_study,
@@ -23,9 +31,11 @@ from dashboard.study import (
 )
 from etl_pipeline.analytics.synthetic_control import (
     PanelError,
+    Predictor,
     fit_synthetic_control,
     placebo_test,
 )
+from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline_tests.conftest import WORLDOMETER_NAMES
 
 SOUTHEAST_ASIA = ["Vietnam", *DEFAULT_DONORS]
@@ -189,3 +199,125 @@ def test_donors_without_data_are_left_out_and_named(panel: pd.DataFrame):
     assert study.excluded == {"Atlantis": "no data in the warehouse"}
     assert study.donors == ("Laos",)
     assert "Left out of the donor pool — Atlantis: no data in the warehouse." in caption(study)
+
+
+# --------------------------------------------------------------------------------------------- predictors
+
+PREDICTOR_DONORS = ["Indonesia", "Malaysia", "Philippines", "Singapore", "Thailand"]
+CHOSEN = ("population", "case_growth", "outcome_lags")
+
+
+def test_the_predictors_offered_are_those_the_warehouse_holds():
+    available = {key for key, choice in PREDICTORS.items() if choice.unavailable is None}
+    assert available == {"population", "cases_per_million", "case_growth", "outcome_lags", "outcome_mean"}
+    # Tests per million and land area are in no warehouse table: offered, disabled, saying why.
+    columns = {c for table in WAREHOUSE_TABLES.values() for c in table.column_names}
+    assert not {c for c in columns if "test" in c or "area" in c or "density" in c}
+    assert "not in the warehouse" in PREDICTORS["tests_per_million"].unavailable
+    assert "not in the warehouse" in PREDICTORS["population_density"].unavailable
+
+
+@pytest.fixture(scope="module")
+def predictor_study(panel: pd.DataFrame):
+    return run_study(
+        panel, treated="Vietnam", donors=PREDICTOR_DONORS, intervention="2020-04-01", outcome="confirmed",
+        method="scm", predictors=CHOSEN,
+    )  # fmt: skip
+
+
+def test_a_study_with_predictors_is_synths_nested_fit_of_those_predictors(panel: pd.DataFrame, predictor_study):
+    # The predictor columns and windows, derived here without dashboard.study.
+    frame = panel.sort_values(["country_region", "date"]).assign(
+        outcome=lambda f: f["confirmed"].astype(float),
+        log_population=lambda f: np.log10(f["population"].astype(float)),
+        case_growth=lambda f: np.log1p(f["confirmed"].astype(float)).groupby(f["country_region"]).diff(),
+    )
+    day = pd.Timestamp
+    expected = [
+        Predictor("log_population", day("2020-01-22"), day("2020-03-31")),
+        Predictor("case_growth", day("2020-03-18"), day("2020-03-31")),
+        *(Predictor("outcome", day(d), day(d)) for d in ("2020-03-25", "2020-03-18", "2020-03-11", "2020-03-04")),
+    ]
+    fit = fit_synthetic_control(
+        frame, unit="country_region", time="date", outcome="outcome", treated="Vietnam",
+        intervention=day("2020-04-01"), donors=PREDICTOR_DONORS, predictors=expected,
+    )  # fmt: skip
+    pd.testing.assert_series_equal(predictor_study.fit.weights, fit.weights, check_exact=True)
+    np.testing.assert_array_equal(predictor_study.fit.v_weights.to_numpy(), fit.v_weights.to_numpy())
+    assert list(predictor_study.fit.v_weights.index) == [
+        "log₁₀ population", f"daily growth of log(1 + cases), last {GROWTH_DAYS} days",
+        *(f"outcome {d} days before" for d in OUTCOME_LAGS_DAYS),
+    ]  # fmt: skip
+    # Vietnam's own values, from the CSVs: population 97,425,470; the growth over 18-31 March telescopes.
+    vietnam = panel[panel["country_region"] == "Vietnam"].set_index("date")["confirmed"]
+    treated = predictor_study.fit.balance["treated"].to_numpy()
+    assert treated[0] == pytest.approx(np.log10(97_425_470), rel=1e-14)
+    assert treated[1] == pytest.approx((np.log1p(vietnam["2020-03-31"]) - np.log1p(vietnam["2020-03-17"])) / 14)
+    assert list(treated[2:]) == [vietnam[d] for d in ("2020-03-25", "2020-03-18", "2020-03-11", "2020-03-04")]
+    assert predictor_study.fit.v_weights.sum() == pytest.approx(1.0)
+    assert len(predictor_study.placebo.units) == 6
+
+
+def test_balance_table_and_caption_of_a_study_with_predictors(panel: pd.DataFrame, predictor_study):
+    table = balance_table(predictor_study)
+    assert list(table.columns) == ["predictor", "v", "treated", "synthetic", "donor_mean"]
+    assert table["v"].is_monotonic_decreasing and len(table) == 6
+    balance = predictor_study.fit.balance
+    assert table.set_index("predictor")["synthetic"].to_dict() == balance["synthetic"].to_dict()
+    text = " ".join(caption(predictor_study))
+    assert "reproduce Vietnam's 6 predictors (the balance table), each counted by its importance V" in text
+    assert table.at[0, "predictor"] in text
+    worse = [p for p, r in balance.iterrows() if abs(r.synthetic - r.treated) > abs(r.donor_mean - r.treated)]
+    assert ("Matched worse than by the donors' plain average" in text) == bool(worse)
+    plain = run_study(
+        panel, treated="Vietnam", donors=["Thailand"], intervention="2020-04-01", outcome="confirmed", method="scm"
+    )
+    assert balance_table(plain).empty and "importance V" not in " ".join(caption(plain))
+
+
+def test_population_predictors_leave_out_donors_without_a_population(panel: pd.DataFrame):
+    study = run_study(
+        panel, treated="Vietnam", donors=["China", "Thailand", "Malaysia"], intervention="2020-04-01",
+        outcome="confirmed", method="scm", predictors=["population"],
+    )  # fmt: skip
+    assert study.excluded == {"China": "no known population"}
+    assert list(study.fit.weights.index) == ["Thailand", "Malaysia"]
+    with pytest.raises(PanelError, match=r"China has no known population, so 'Population \(log₁₀\)' cannot"):
+        run_study(
+            panel, treated="China", donors=["Thailand"], intervention="2020-04-01", outcome="confirmed",
+            method="scm", predictors=["population"],
+        )  # fmt: skip
+    with pytest.raises(PanelError, match="predictor\\(s\\) not available: tests_per_million, gdp"):
+        run_study(
+            panel, treated="Vietnam", donors=["Thailand"], intervention="2020-04-01", outcome="confirmed",
+            method="scm", predictors=["tests_per_million", "gdp"],
+        )  # fmt: skip
+    with pytest.raises(PanelError, match="predictors need the synthetic-control method"):
+        run_study(
+            panel, treated="Vietnam", donors=["Thailand"], intervention="2020-04-01", outcome="confirmed",
+            method="ols", predictors=["case_growth"],
+        )  # fmt: skip
+
+
+def test_robustness_checks_are_the_in_time_placebo_and_leave_one_out(panel: pd.DataFrame, predictor_study):
+    options = dict(treated="Vietnam", donors=PREDICTOR_DONORS, intervention="2020-04-01", outcome="confirmed",
+                   method="scm", predictors=CHOSEN)  # fmt: skip
+    assert default_placebo_date(pd.Timestamp("2020-04-01")) == pd.Timestamp("2020-03-11")
+
+    robustness = run_robustness(panel, **options, placebo_date="2020-03-11")
+
+    pd.testing.assert_series_equal(robustness.fit.weights, predictor_study.fit.weights, check_exact=True)
+    (placebo,) = robustness.in_time.fits.itertuples(index=False)
+    assert placebo.placebo_intervention == pd.Timestamp("2020-03-11")
+    assert robustness.in_time.paths["date"].max() == pd.Timestamp("2020-03-31")
+    positive = [d for d, w in predictor_study.fit.weights.items() if w > 0]
+    table = leave_one_out_table(robustness)
+    assert list(table["left_out"]) == ["none", *positive]
+    assert table.at[0, "pre_rmspe"] == predictor_study.fit.pre_rmspe
+    assert table.at[0, "last_gap"] == predictor_study.fit.gap.iloc[-1]
+    first = robustness.leave_one_out.paths.query("left_out == @positive[0]")
+    assert table.at[1, "last_gap"] == first["gap"].iloc[-1]
+    text = " ".join(robustness_caption(robustness))
+    assert "as if Vietnam had acted on 11 March 2020 (21 days early" in text
+    assert f"without each of the {len(positive)} donors with a positive weight" in text
+    assert format_value(placebo.post_rmspe, "cases") in text
