@@ -41,6 +41,11 @@ HADOOP_GROUP = "org.apache.hadoop"
 _HADOOP_CLIENT_API = re.compile(r"^hadoop-client-api-(?P<version>\d[\w.\-]*)\.jar$")
 
 
+#: How to fill the cache: the last line of every "jars unavailable" message.
+FETCH_HINT = ("Fetch them once while Maven Central is reachable: covid-etl fetch-jars "
+              "(SPARK_JARS_IVY names the cache directory)")
+
+
 class JarsUnavailable(RuntimeError):
     """Spark could not resolve the packages (no network and nothing cached); names the command that fetches them."""
 
@@ -102,8 +107,7 @@ def classpath_conf(packages: Sequence[str], ivy: Path | str) -> dict[str, str]:
     jars = manifest.read_text().split() if manifest.is_file() else []
     if not jars or not all(Path(jar).is_file() for jar in jars):
         raise JarsUnavailable(f"the jars of {', '.join(packages)} are not in the cache {ivy} (no {manifest.name})."
-                              "\nFetch them once while Maven Central is reachable: covid-etl fetch-jars "
-                              "(SPARK_JARS_IVY names the cache directory, the same on the driver and the workers)")
+                              "\nThe cache must be the same directory on the driver and the workers.\n" + FETCH_HINT)
     classpath = ":".join(jars)
     return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
 
@@ -138,8 +142,7 @@ def fetch_jars(packages: Sequence[str], ivy: Path) -> list[Path]:
 
 def unavailable_message(packages: Sequence[str], ivy: Path | str, cause: BaseException) -> str:
     return (f"Spark could not resolve {', '.join(packages)} (cache {ivy}): {str(cause).strip().splitlines()[0]}\n"
-            "Fetch them once while Maven Central is reachable: covid-etl fetch-jars "
-            "(SPARK_JARS_IVY names the cache directory)")
+            f"{FETCH_HINT}")
 
 
 def fetch_report(ivy: Path) -> str:

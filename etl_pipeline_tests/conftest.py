@@ -187,8 +187,9 @@ class MotoS3:
         }
 
 
-@pytest.fixture(scope="session")
-def s3_server():
+@contextlib.contextmanager
+def running_moto() -> Iterator[MotoS3]:
+    """An S3 server of the caller's own, stopped afterwards (unavailable, see :func:`unavailable`, if it cannot start)."""
     server = MotoS3()
     try:
         server.start()
@@ -198,6 +199,12 @@ def s3_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    with running_moto() as server:
+        yield server
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ from etl_pipeline.seed import seed_source
 from etl_pipeline.settings import Settings
 from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline.warehouse_model import WAREHOUSE_TABLES, warehouse_table
-from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, MotoS3, covid_etl, embedded_env, free_port, unavailable
+from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, MotoS3, covid_etl, embedded_env, free_port, running_moto
 from etl_pipeline_tests.resources.test_mysql_io_manager import arrow_frame
 from etl_pipeline_tests.test_seed import write_dataset
 from etl_pipeline_tests.test_warehouse_end_to_end import content_digest as warehouse_digest
@@ -544,15 +544,8 @@ def test_a_source_connection_killed_during_extraction_is_retried_and_bronze_hold
 @pytest.fixture
 def moto() -> Iterator[MotoS3]:
     """An S3 server of this test's own: the session's shared one must not see an endpoint stop."""
-    server = MotoS3()
-    try:
-        server.start()
-    except (OSError, RuntimeError) as exc:
-        unavailable(f"moto_server could not start: {exc}")
-    try:
+    with running_moto() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def without_last_day(data_dir: Path, target: Path) -> Path:

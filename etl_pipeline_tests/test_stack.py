@@ -70,6 +70,7 @@ from etl_pipeline_tests.conftest import (
     MotoS3,
     covid_etl,
     deployment_roles,
+    running_moto,
     embedded_env,
     free_port,
     psql_script,
@@ -261,18 +262,11 @@ def s3_lake() -> Iterator[MotoS3]:
     """An S3 server of the stack's own, holding the private bucket ``warehouse`` (as ``minio-init`` makes it)."""
     import boto3
 
-    server = MotoS3()
-    try:
-        server.start()
-    except (OSError, RuntimeError) as exc:
-        unavailable(f"moto_server could not start: {exc}")
-    try:
+    with running_moto() as server:
         client = boto3.client("s3", endpoint_url=server.endpoint_url, region_name="us-east-1",
                               aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key)
         client.create_bucket(Bucket=BUCKET)
         yield server
-    finally:
-        server.stop()
 
 
 def dagster_home(path: Path) -> Path:

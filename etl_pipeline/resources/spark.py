@@ -184,12 +184,11 @@ def _build(master: str, app_name: str, conf: Mapping[str, str]) -> AnySparkSessi
     if is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local executors run this interpreter
-    builder = SparkSession.builder.master(master).appName(app_name).config(map=dict(conf))
-    if "spark.jars.packages" not in conf:
-        return builder.getOrCreate()
-    try:  # the launcher resolves the packages before the JVM starts; it fails without network or cache
-        return builder.getOrCreate()
-    except RuntimeError as exc:
+    try:
+        return SparkSession.builder.master(master).appName(app_name).config(map=dict(conf)).getOrCreate()
+    except RuntimeError as exc:  # the launcher resolves packages before the JVM starts: no network nor cache
+        if "spark.jars.packages" not in conf:
+            raise
         packages = conf["spark.jars.packages"].split(",")
         raise JarsUnavailable(unavailable_message(packages, conf.get("spark.jars.ivy", "~/.ivy2"), exc)) from exc
 
