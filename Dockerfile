@@ -6,8 +6,9 @@
 #
 #   docker compose build            (or: docker build -t covid19-etl:0.1.0 .)
 #
-# Spark is the pip-installed pyspark: SPARK_HOME is its package directory. The only jars added are the S3A
-# connector matching the Hadoop that pyspark bundles, fetched by Spark itself (etl_pipeline/spark_jars.py).
+# Spark is the pip-installed pyspark: SPARK_HOME is its package directory. The only jars added are Delta Lake
+# (at the pip-installed delta-spark's version) and the S3A connector matching the Hadoop that pyspark bundles,
+# fetched by Spark itself (etl_pipeline/spark_jars.py).
 
 # Debian 12 (bookworm) packages OpenJDK 17, the JRE this project runs Spark 4 with (Debian 13 moved to 21).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
@@ -47,12 +48,13 @@ ENV SPARK_JARS_IVY=/opt/spark-ivy
 # Spark reads $SPARK_HOME/conf/spark-defaults.conf when it starts a JVM (driver, Connect server); the session
 # provider reads the same file through SPARK_DEFAULTS_CONF.
 COPY spark-defaults.conf $SPARK_HOME/conf/spark-defaults.conf
-# The JVM jars (the S3A connector: hadoop-aws at pyspark's Hadoop version and the AWS SDK v2 bundle its POM
-# declares), resolved by Spark's own Ivy into the cache every driver and the Connect server read through
+# The JVM jars (Delta Lake for Spark at delta-spark's version; the S3A connector: hadoop-aws at pyspark's Hadoop
+# version and the AWS SDK v2 bundle its POM declares), resolved by Spark's own Ivy into the cache every driver and the Connect server read through
 # spark.jars.ivy (etl_pipeline/spark_jars.py, the same code as `covid-etl fetch-jars`), and put on the driver
-# and executor class path in the image's spark-defaults.conf: the Connect server, the dagster-code driver and
-# every executor load them from this cache, so no application ships ~690 MB to its executors. It runs on its
-# own, before the project is installed, so these layers depend only on the pyspark version. The runtime user
+# and executor class path in the image's spark-defaults.conf with Delta's SQL extension and catalog: the Connect
+# server, the dagster-code driver and every executor load them from this cache, so no application ships ~700 MB
+# to its executors. It runs on its own, before the project is installed, so these layers depend only on the
+# pyspark and delta-spark versions. The runtime user
 # owns the cache: a local driver's Ivy writes its resolution files there.
 COPY etl_pipeline/spark_jars.py /tmp/spark_jars.py
 RUN test -x "$SPARK_HOME/bin/spark-class" \

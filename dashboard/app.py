@@ -8,7 +8,6 @@ from a callback, which keeps the first payload small.
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
 from dash import Dash, Input, Output, dcc, html
@@ -16,10 +15,11 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from dashboard.components import error_message
 from dashboard.context import DashboardContext
-from dashboard.data import Warehouse, WarehouseError
+from dashboard.data import Warehouse
 from dashboard.formatting import date_range
 from dashboard.pages import spread_map, synthetic_control
-from etl_pipeline.resources.db import describe_url
+from etl_pipeline.core.engines import describe_url
+from etl_pipeline.core.errors import WarehouseError
 from etl_pipeline.settings import Settings
 
 APP_TITLE = "COVID-19 warehouse"
@@ -31,7 +31,7 @@ SOURCE_NOTE = "Source: JHU CSSE and worldometers via the covid19 warehouse"
 
 
 def map_style_from_env() -> str:
-    return os.environ.get("DASH_MAP_STYLE", "").strip() or DEFAULT_MAP_STYLE
+    return Settings.from_env().dash_map_style or DEFAULT_MAP_STYLE
 
 
 def _nav_id(page: ModuleType) -> str:

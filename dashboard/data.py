@@ -1,7 +1,7 @@
 """Warehouse queries for the dashboard, behind a short-lived cache.
 
 The dashboard reads only the warehouse (``WAREHOUSE_DB_URL``: SQLite or PostgreSQL) and only through the
-queries below: fixed table and column names from ``etl_pipeline.warehouse_model``, values as bound
+queries below: fixed table and column names from ``etl_pipeline.core.warehouse_model``, values as bound
 parameters. Results are cached for :data:`CACHE_TTL_S` seconds so that the spread map's play button, which
 asks for one date per tick, does not hit the database for frames it has just shown, while a reload of the
 warehouse becomes visible within a minute.
@@ -18,8 +18,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from etl_pipeline.resources.db import describe_url, get_engine
-from etl_pipeline.settings import redact
+from etl_pipeline.core.engines import describe_url, get_engine
+from etl_pipeline.core.errors import WarehouseError
+from etl_pipeline.core.redaction import redact
 
 #: Seconds a query result is reused.
 CACHE_TTL_S = 60.0
@@ -74,10 +75,6 @@ _STUDY_PANEL = sa.text(
     ORDER BY s.country_region, s.date
     """
 ).bindparams(sa.bindparam("countries", expanding=True))
-
-
-class WarehouseError(RuntimeError):
-    """The warehouse cannot answer (unreachable, or not built yet); the message names it without a password."""
 
 
 class TTLCache:

@@ -1,1 +1,1 @@
-"""COVID-19 medallion ETL: MySQL source -> bronze Parquet -> Spark silver/gold -> Postgres warehouse."""
+"""COVID-19 medallion ETL: MySQL source -> bronze Delta -> Spark silver/gold -> Postgres warehouse."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 
 import dagster as dg
 import requests
 
-from etl_pipeline.settings import redact
+from etl_pipeline.core.redaction import redact
+from etl_pipeline.settings import Settings
 
 WEBHOOK_TIMEOUT_S = 10
 
@@ -33,7 +33,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
     error = context.failure_event.message if context.failure_event else None
     payload = failure_payload(context.dagster_run.job_name, context.dagster_run.run_id, error)
     context.log.error(payload["text"])
-    url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
+    url = Settings.from_env().alert_webhook_url
     if url:
         response = requests.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S)
         response.raise_for_status()

@@ -1,4 +1,4 @@
-"""The ``covid-etl`` command (DESIGN.md "Command-line contract")."""
+"""The ``covid-etl`` command (README.md "Commands")."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _fetch_data(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
-    from etl_pipeline.resources.db import describe_url
+    from etl_pipeline.core.engines import describe_url
     from etl_pipeline.seed import seed_source
 
     data_dir = args.data_dir or settings.covid_data_dir
@@ -42,6 +42,17 @@ def _fetch_jars(args: argparse.Namespace, settings: Settings) -> int:
     from etl_pipeline.spark_jars import fetch_report
 
     print(fetch_report(args.ivy or settings.spark_jars_ivy))
+    return 0
+
+
+def _lake(args: argparse.Namespace, settings: Settings) -> int:
+    from etl_pipeline import lake_admin
+
+    if args.lake_command == "history":
+        print(lake_admin.format_history(settings, args.table))
+    else:
+        new = lake_admin.restore(settings, args.table, args.version)
+        print(f"{args.table}: version {args.version} restored as version {new}")
     return 0
 
 
@@ -95,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
                       "~/.cache/covid-etl/ivy)")
     jars.set_defaults(handler=_fetch_jars)
 
+    lake = commands.add_parser("lake", help="a lake table's Delta history; restore an earlier version")
+    lake_commands = lake.add_subparsers(dest="lake_command", required=True)
+    history = lake_commands.add_parser("history", help="list the versions of <layer>.<table>")
+    history.add_argument("table", metavar="<layer>.<table>", help="e.g. silver.covid19_time_series")
+    restore = lake_commands.add_parser("restore", help="make an earlier version current again (a new commit)")
+    restore.add_argument("table", metavar="<layer>.<table>")
+    restore.add_argument("--version", type=int, required=True, help="the version to restore")
+    lake.set_defaults(handler=_lake)
+
     dashboard = commands.add_parser("dashboard", help="serve the Dash app over the warehouse")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     dashboard.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
@@ -108,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args, settings)
     except Exception as exc:  # noqa: BLE001 - every known failure has a clear message; show it, not a traceback
-        from etl_pipeline.settings import redact
+        from etl_pipeline.core.redaction import redact
 
         print(f"covid-etl {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return 1

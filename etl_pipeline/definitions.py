@@ -6,7 +6,7 @@ session instead of starting a JVM per step (see resources/spark.py).
 
 from __future__ import annotations
 
-import os
+import functools
 
 import dagster as dg
 
@@ -16,6 +16,7 @@ from etl_pipeline.assets.gold import gold_assets, gold_checks
 from etl_pipeline.assets.silver import silver_assets, silver_checks
 from etl_pipeline.assets.source import source_assets
 from etl_pipeline.assets.warehouse import warehouse_assets
+from etl_pipeline.resources.lake import lake_from_settings
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
 from etl_pipeline.resources.psql_io_manager import PostgresIOManager
@@ -24,27 +25,24 @@ from etl_pipeline.resources.spark_io_manager import SparkIOManager
 from etl_pipeline.settings import Settings
 
 
-def from_env(name: str, value: str | None) -> str | dg.EnvVar | None:
-    """``EnvVar(name)`` when ``value`` came from that environment variable, so that the value (possibly a
-    secret) is resolved only at run time and never stored in the definitions; else ``value`` itself (an
-    embedded default, which holds no secret)."""
-    return dg.EnvVar(name) if value is not None and os.environ.get(name, "").strip() == value else value
+def from_env(settings: Settings, name: str, value: str | None) -> str | dg.EnvVar | None:
+    """``EnvVar(name)`` when ``value`` came from that environment variable (``settings.from_environment``), so
+    that the value (possibly a secret) is resolved only at run time and never stored in the definitions; else
+    ``value`` itself (an embedded default, which holds no secret)."""
+    return dg.EnvVar(name) if value is not None and name in settings.from_environment else value
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    s3 = {
-        "s3_endpoint_url": settings.s3_endpoint_url,
-        "aws_access_key_id": from_env("AWS_ACCESS_KEY_ID", settings.aws_access_key_id),
-        "aws_secret_access_key": from_env("AWS_SECRET_ACCESS_KEY", settings.aws_secret_access_key),
-    }
-    spark = SparkSessionResource(master=settings.spark_master, packages=settings.spark_packages(),
-                                 ivy_dir=str(settings.spark_jars_ivy), **s3)
+    lake = lake_from_settings(settings, secret=functools.partial(from_env, settings))
+    spark = SparkSessionResource(master=settings.spark_master, lake=lake, packages=settings.spark_packages(),
+                                 ivy_dir=str(settings.spark_jars_ivy),
+                                 conf_file=str(settings.spark_defaults_conf) if settings.spark_defaults_conf else None)
     return {
-        "mysql_io_manager": MySQLIOManager(url=from_env("SOURCE_DB_URL", settings.source_db_url)),
-        "minio_io_manager": MinIOIOManager(lake_url=settings.lake_url, **s3),
+        "mysql_io_manager": MySQLIOManager(url=from_env(settings, "SOURCE_DB_URL", settings.source_db_url)),
+        "minio_io_manager": MinIOIOManager(lake=lake),
         "spark": spark,
-        "spark_io_manager": SparkIOManager(lake_url=settings.lake_url, spark=spark, **s3),
-        "psql_io_manager": PostgresIOManager(url=from_env("WAREHOUSE_DB_URL", settings.warehouse_db_url)),
+        "spark_io_manager": SparkIOManager(lake=lake, spark=spark),
+        "psql_io_manager": PostgresIOManager(url=from_env(settings, "WAREHOUSE_DB_URL", settings.warehouse_db_url)),
     }
 
 

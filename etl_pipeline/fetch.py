@@ -78,7 +78,9 @@ class _TransientError(Exception):
 
 def default_base_url() -> str:
     """``$COVID_DATA_BASE_URL`` (e.g. a mirror or a local test server), else the upstream URL."""
-    return os.environ.get(BASE_URL_VARIABLE, "").strip() or UPSTREAM_BASE_URL
+    from etl_pipeline.settings import Settings
+
+    return Settings.from_env().covid_data_base_url or UPSTREAM_BASE_URL
 
 
 def sha256_of(path: Path) -> str:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from etl_pipeline.settings import redact
+from etl_pipeline.core.redaction import redact
 
 #: Two more attempts, after 1 s and then 3 s (Dagster's exponential backoff: delay x (2^n - 1)). With the 5 s
 #: connect timeout of each attempt, a server that stays down fails the run in well under 30 s; one that was only
@@ -25,6 +25,7 @@ _TRANSIENT_MESSAGES = (
     "terminating connection", "lost connection", "gone away", "timed out", "timeout", "connection aborted",
     "broken pipe", "temporarily unavailable", "curl error", "curlcode", "network_connection",
     "could not resolve host", "no route to host", "can't connect",
+    "error sending request",  # delta-rs (reqwest): the S3 endpoint did not take the request
 )
 
 #: SQLSTATEs of a lost or refused PostgreSQL connection: class 08, and the server shutting down or starting up.
@@ -51,7 +52,7 @@ def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` (or an exception it was raised from) is a connection-level failure."""
     import sqlalchemy.exc
 
-    from etl_pipeline.resources.db import DatabaseUnavailableError
+    from etl_pipeline.core.engines import DatabaseUnavailableError
 
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -66,7 +67,8 @@ def is_transient(exc: BaseException) -> bool:
             message = str(current).lower()
             if any(m in message for m in _TRANSIENT_MESSAGES):
                 return True
-        elif isinstance(current, OSError) and any(m in str(current).lower() for m in _TRANSIENT_MESSAGES):
+        elif (isinstance(current, OSError) or type(current).__name__ == "DeltaError") and any(
+                m in str(current).lower() for m in _TRANSIENT_MESSAGES):
             return True
         current = current.__cause__ or current.__context__
     return False

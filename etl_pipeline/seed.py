@@ -12,9 +12,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from etl_pipeline.resources.db import check_connection, get_engine
+from etl_pipeline.core.engines import check_connection, get_engine
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline.transforms.source_validation import validate_source_files
 
 

@@ -1,22 +1,20 @@
-"""One typed settings object, built from the environment (see DESIGN.md "Configuration contract").
+"""One typed settings object, built from the environment (see README.md "Configuration").
 
 Every variable is optional; the defaults give the embedded mode (SQLite source and warehouse, a lake
 directory, in-process Spark) under ``$ETL_HOME`` (default ``./.etl``). Secrets live only in the
-environment: :func:`redact` is what any code that prints or records a URL must pass it through.
+environment: :func:`~etl_pipeline.core.redaction.redact` is what any code that prints or records a URL
+must pass it through.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from etl_pipeline.core.redaction import redact
 from etl_pipeline.spark_jars import ivy_dir
-
-#: Variables that hold secrets on their own (not inside a URL).
-SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY",)
 
 
 @dataclass(frozen=True)
@@ -29,9 +27,18 @@ class Settings:
     covid_data_dir: Path
     spark_jars_ivy: Path
     dagster_home: Path
+    lake_retention_hours: int = 168
     s3_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
+    spark_defaults_conf: Path | None = None
+    alert_webhook_url: str | None = None
+    dash_map_style: str | None = None
+    covid_data_base_url: str | None = None
+    #: The variables that were set (non-empty) in the environment these settings were read from: a value that
+    #: came from one is passed to Dagster as ``EnvVar(name)``, resolved at run time, never stored.
+    from_environment: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +47,8 @@ class Settings:
         def get(name: str) -> str | None:
             value = env.get(name, "").strip()
             return value or None
+
+        conf_file = get("SPARK_DEFAULTS_CONF")
 
         home = Path(get("ETL_HOME") or ".etl").expanduser().absolute()
         return cls(
@@ -51,9 +60,16 @@ class Settings:
             covid_data_dir=Path(get("COVID_DATA_DIR") or home / "data").expanduser().absolute(),
             spark_jars_ivy=ivy_dir(env),
             dagster_home=Path(get("DAGSTER_HOME") or home / "dagster").expanduser().absolute(),
+            lake_retention_hours=_hours("LAKE_RETENTION_HOURS", get("LAKE_RETENTION_HOURS"), 168),
             s3_endpoint_url=get("S3_ENDPOINT_URL"),
+            aws_region=get("AWS_DEFAULT_REGION") or get("AWS_REGION") or "us-east-1",
             aws_access_key_id=get("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=get("AWS_SECRET_ACCESS_KEY"),
+            spark_defaults_conf=Path(conf_file).expanduser().absolute() if conf_file else None,
+            alert_webhook_url=get("ALERT_WEBHOOK_URL"),
+            dash_map_style=get("DASH_MAP_STYLE"),
+            covid_data_base_url=get("COVID_DATA_BASE_URL"),
+            from_environment=frozenset(name for name, value in env.items() if value.strip()),
         )
 
     @property
@@ -61,31 +77,29 @@ class Settings:
         return self.lake_url.startswith("s3://")
 
     def spark_packages(self) -> list[str]:
-        """Maven coordinates the Spark driver must resolve: the S3A connector for an ``s3://`` lake, none
-        otherwise, and none for Spark Connect (the server is started with them)."""
-        from etl_pipeline.spark_jars import s3a_packages
+        """Maven coordinates the Spark driver must resolve: Delta Lake, plus the S3A connector for an ``s3://``
+        lake; none for Spark Connect (the server is started with them)."""
+        from etl_pipeline.spark_jars import delta_packages, s3a_packages
 
-        return s3a_packages() if self.lake_is_s3 and not self.spark_master.startswith("sc://") else []
+        if self.spark_master.startswith("sc://"):
+            return []
+        return delta_packages() + (s3a_packages() if self.lake_is_s3 else [])
 
     def describe(self) -> dict[str, str]:
         """The settings as strings safe to print: passwords in URLs and secret keys are redacted."""
         shown = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or f.name == "from_environment":
                 continue
-            shown[f.name] = "***" if f.name == "aws_secret_access_key" else redact(str(value))
+            secret = f.name in ("aws_secret_access_key", "alert_webhook_url")  # a webhook URL is its own secret
+            shown[f.name] = "***" if secret else redact(str(value))
         return shown
 
 
-# The password runs to the last "@" before the host (it may itself hold an unescaped "@" or "/").
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<password>\S*?)(?=@[^@\s]*(?:\s|$))")
-
-
-def redact(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` in ``text`` by ``***``."""
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
-
-
-def get_settings() -> Settings:
-    return Settings.from_env()
+def _hours(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{name} must be a whole number of hours, got {value!r}")
+    return int(value)

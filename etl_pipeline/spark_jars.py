@@ -4,6 +4,10 @@ Spark resolves ``spark.jars.packages`` with its bundled Ivy (transitive dependen
 directory ``spark.jars.ivy``, and reuses that cache on every later start. So this module only derives the
 coordinates; nothing here downloads or parses a POM:
 
+- Delta Lake for Spark, ``io.delta:delta-spark_<Scala version>:<version>``, at the version of the installed
+  ``delta-spark`` Python package: pip already holds that package to the pyspark it supports (its
+  ``Requires-Dist``), so the jar always matches the pinned pyspark, as Delta's own
+  ``configure_spark_with_delta_pip`` does it;
 - the S3A connector ``org.apache.hadoop:hadoop-aws`` at exactly the Hadoop version pyspark bundles (read from
   its ``jars/hadoop-client-api-<version>.jar``). hadoop-aws only works with the Hadoop release it was built
   with (https://hadoop.apache.org/docs/current/hadoop-aws/tools/hadoop-aws/troubleshooting_s3a.html); its POM
@@ -19,12 +23,13 @@ How a JVM gets the jars depends on where its executors run:
   the cache, or fetches them on first use when Maven Central is reachable;
 - a cluster driver (``spark://``) and a Spark Connect server put the cached jars on the driver's and the
   executors' class path (:func:`classpath_conf`). ``spark.jars.packages`` there would make every executor of
-  every application download the ~690 MB from its driver, twice (work and fetch directories: 1.3 GB per worker
+  every application download the ~700 MB from its driver, twice (work and fetch directories: 1.3 GB per worker
   after two runs, measured by the stack test); the workers read the same cache instead (the same image in
   docker-compose.yml, the same machine in the tests).
 
-Standard library and pyspark only, so that the Dockerfile runs this file on its own (``python spark_jars.py``)
-before the project is installed, and the jar layer is not rebuilt when the code changes.
+Standard library, pyspark and delta-spark's package metadata only, so that the Dockerfile runs this file on its
+own (``python spark_jars.py``) before the project is installed, and the jar layer is not rebuilt when the code
+changes.
 """
 
 from __future__ import annotations
@@ -39,7 +44,31 @@ from pathlib import Path
 
 HADOOP_GROUP = "org.apache.hadoop"
 _HADOOP_CLIENT_API = re.compile(r"^hadoop-client-api-(?P<version>\d[\w.\-]*)\.jar$")
+_SCALA_LIBRARY = re.compile(r"^scala-library-(?P<binary>\d+\.\d+)\.\d+\.jar$")
 
+#: What makes a session use Delta Lake: its SQL extension and catalog (https://docs.delta.io/latest/quick-start.html).
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+#: Dependencies of the packages that pyspark already ships (``$SPARK_HOME/jars``, at newer versions): resolved
+#: too, a second Hadoop, Parquet, Jackson or log4j would sit on the class path beside Spark's own (Delta 4.4.0's
+#: POM brings hadoop-client 3.4.2 and parquet 1.16 into a Spark built on 3.5.0 and 1.17). ``spark.jars.excludes``
+#: drops them with everything they would bring. A test checks that nothing resolved is also in pyspark's jars.
+PROVIDED_BY_SPARK = (
+    "com.fasterxml.jackson.core:jackson-annotations", "com.fasterxml.jackson.core:jackson-core",
+    "com.fasterxml.jackson.core:jackson-databind", "com.github.luben:zstd-jni", "com.google.code.findbugs:jsr305",
+    "commons-logging:commons-logging", "commons-pool:commons-pool", "io.airlift:aircompressor",
+    "org.apache.hadoop:hadoop-client-api", "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.logging.log4j:log4j-api", "org.apache.logging.log4j:log4j-core",
+    "org.apache.logging.log4j:log4j-slf4j2-impl", "org.apache.parquet:parquet-column",
+    "org.apache.parquet:parquet-common", "org.apache.parquet:parquet-encoding",
+    "org.apache.parquet:parquet-format-structures", "org.apache.parquet:parquet-hadoop",
+    "org.apache.parquet:parquet-jackson", "org.locationtech.jts:jts-core", "org.roaringbitmap:RoaringBitmap",
+    "org.slf4j:slf4j-api", "org.xerial.snappy:snappy-java",
+)
 
 #: How to fill the cache: the last line of every "jars unavailable" message.
 FETCH_HINT = ("Fetch them once while Maven Central is reachable: covid-etl fetch-jars "
@@ -72,9 +101,35 @@ def bundled_hadoop_version(jars_dir: Path | None = None) -> str:
     return versions.pop()
 
 
+def scala_binary_version(jars_dir: Path | None = None) -> str:
+    """The Scala binary version of pyspark's ``scala-library-<2.13.x>.jar``, e.g. ``"2.13"``."""
+    jars_dir = jars_dir or spark_home() / "jars"
+    versions = {m.group("binary") for p in jars_dir.glob("scala-library-*.jar") if (m := _SCALA_LIBRARY.match(p.name))}
+    if len(versions) != 1:
+        raise FileNotFoundError(f"expected one scala-library-<version>.jar in {jars_dir}, found {sorted(versions)}")
+    return versions.pop()
+
+
+def delta_packages(jars_dir: Path | None = None) -> list[str]:
+    """Maven coordinates of Delta Lake for Spark matching the installed ``delta-spark``, e.g.
+    ``io.delta:delta-spark_2.13:4.4.0``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        delta = version("delta-spark")
+    except PackageNotFoundError as exc:
+        raise FileNotFoundError("the delta-spark Python package is not installed (pip install delta-spark)") from exc
+    return [f"io.delta:delta-spark_{scala_binary_version(jars_dir)}:{delta}"]
+
+
 def s3a_packages(jars_dir: Path | None = None) -> list[str]:
     """Maven coordinates of the S3A connector matching pyspark's Hadoop, e.g. ``org.apache.hadoop:hadoop-aws:3.5.0``."""
     return [f"{HADOOP_GROUP}:hadoop-aws:{bundled_hadoop_version(jars_dir)}"]
+
+
+def project_packages(jars_dir: Path | None = None) -> list[str]:
+    """Every JVM package this project's sessions may load: Delta Lake, then the S3A connector."""
+    return delta_packages(jars_dir) + s3a_packages(jars_dir)
 
 
 def ivy_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -86,30 +141,42 @@ def ivy_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def packages_conf(packages: Sequence[str], ivy: Path | str) -> dict[str, str]:
-    """The Spark settings that make a JVM resolve ``packages`` through the Ivy cache ``ivy`` (empty for none)."""
+    """The Spark settings that make a JVM resolve ``packages`` through the Ivy cache ``ivy`` (empty for none),
+    plus Delta's extension and catalog when Delta is among them."""
     if not packages:
         return {}
-    return {"spark.jars.packages": ",".join(packages), "spark.jars.ivy": str(ivy)}
+    return {"spark.jars.packages": ",".join(packages), "spark.jars.excludes": ",".join(PROVIDED_BY_SPARK),
+            "spark.jars.ivy": str(ivy), **delta_conf(packages)}
+
+
+def delta_conf(packages: Sequence[str]) -> dict[str, str]:
+    """:data:`DELTA_CONF` when Delta Lake is among ``packages``, else nothing."""
+    return dict(DELTA_CONF) if any(p.startswith("io.delta:") for p in packages) else {}
 
 
 def manifest_path(packages: Sequence[str], ivy: Path | str) -> Path:
-    """Where :func:`fetch_jars` lists the jars it resolved for exactly these ``packages``."""
-    digest = hashlib.sha256(",".join(sorted(packages)).encode()).hexdigest()[:16]
+    """Where :func:`fetch_jars` lists the jars it resolved for exactly these ``packages`` (and exclusions): a
+    ``# <packages>`` line, then one jar path per line."""
+    digest = hashlib.sha256(",".join([*sorted(packages), *PROVIDED_BY_SPARK]).encode()).hexdigest()[:16]
     return Path(ivy) / f"classpath-{digest}.txt"
 
 
 def classpath_conf(packages: Sequence[str], ivy: Path | str) -> dict[str, str]:
-    """Driver and executor class path holding the jars :func:`fetch_jars` resolved for ``packages`` (empty for
-    none). Raises :class:`JarsUnavailable` naming ``covid-etl fetch-jars`` when they were not fetched."""
+    """Driver and executor class path holding the jars :func:`fetch_jars` resolved for ``packages`` or for a set
+    of packages that includes them (``covid-etl fetch-jars`` resolves every package this project may load, which
+    covers a Delta-only session too), plus Delta's extension and catalog when Delta is among them (empty for no
+    package). Raises :class:`JarsUnavailable` naming ``covid-etl fetch-jars`` when they were not fetched."""
     if not packages:
         return {}
-    manifest = manifest_path(packages, ivy)
-    jars = manifest.read_text().split() if manifest.is_file() else []
-    if not jars or not all(Path(jar).is_file() for jar in jars):
-        raise JarsUnavailable(f"the jars of {', '.join(packages)} are not in the cache {ivy} (no {manifest.name})."
-                              "\nThe cache must be the same directory on the driver and the workers.\n" + FETCH_HINT)
-    classpath = ":".join(jars)
-    return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+    for manifest in sorted(Path(ivy).glob("classpath-*.txt")):
+        header, *jars = manifest.read_text().splitlines() or [""]
+        if set(packages) <= set(header.removeprefix("# ").split(",")) and jars and all(Path(j).is_file() for j in jars):
+            classpath = ":".join(jars)
+            return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath,
+                    **delta_conf(packages)}
+    raise JarsUnavailable(f"the jars of {', '.join(packages)} are not in the cache {ivy} (no classpath-*.txt "
+                          "lists them all).\nThe cache must be the same directory on the driver and the workers.\n"
+                          + FETCH_HINT)
 
 
 def fetch_jars(packages: Sequence[str], ivy: Path) -> list[Path]:
@@ -135,7 +202,7 @@ def fetch_jars(packages: Sequence[str], ivy: Path) -> list[Path]:
     jars = sorted(Path(p.removeprefix("file://").removeprefix("file:")) for p in loaded.split(",") if p)
     manifest = manifest_path(packages, ivy)
     partial = manifest.with_name(f"{manifest.name}.partial-{os.getpid()}")
-    partial.write_text("".join(f"{jar}\n" for jar in jars))
+    partial.write_text(f"# {','.join(sorted(packages))}\n" + "".join(f"{jar}\n" for jar in jars))
     os.replace(partial, manifest)
     return jars
 
@@ -147,7 +214,7 @@ def unavailable_message(packages: Sequence[str], ivy: Path | str, cause: BaseExc
 
 def fetch_report(ivy: Path) -> str:
     """Fetch every package this project may need into ``ivy``; a few lines saying what is cached where."""
-    packages = s3a_packages()
+    packages = project_packages()
     jars = fetch_jars(packages, ivy)
     total = sum(j.stat().st_size for j in jars if j.exists())
     lines = [f"{', '.join(packages)}: {len(jars)} jar(s), {total / 1e6:,.1f} MB, cached in {ivy}"]
@@ -171,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.append_to:
         with args.append_to.open("a") as conf:
             conf.write("\n# --- JVM jars from the image's Ivy cache (etl_pipeline/spark_jars.py, covid-etl fetch-jars) ---\n")
-            conf.writelines(f"{key} {value}\n" for key, value in classpath_conf(s3a_packages(), ivy).items())
+            conf.writelines(f"{key} {value}\n" for key, value in classpath_conf(project_packages(), ivy).items())
     return 0
 
 

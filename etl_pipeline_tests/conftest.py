@@ -149,6 +149,13 @@ class MotoS3:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
+    def lake(self, url: str, endpoint_url: str | None = None):
+        """A :class:`~etl_pipeline.resources.lake.LakeResource` at ``url`` on this server (or ``endpoint_url``)."""
+        from etl_pipeline.resources.lake import LakeResource
+
+        return LakeResource(url=url, s3_endpoint_url=endpoint_url or self.endpoint_url,
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+
     def start(self) -> None:
         beside_python = Path(sys.executable).with_name("moto_server")  # this venv's moto, not another on PATH
         exe = str(beside_python) if beside_python.exists() else shutil.which("moto_server") or "moto_server"
@@ -297,15 +304,15 @@ def deployment_roles(server_url: str, prefix: str = "") -> Iterator[dict[str, st
 
 @pytest.fixture(scope="session")
 def spark_jars() -> Path:
-    """The Ivy cache holding the S3A jars (``SPARK_JARS_IVY`` or its default), fetched once if missing: what
+    """The Ivy cache holding the Delta and S3A jars (``SPARK_JARS_IVY`` or its default), fetched once if missing: what
     ``covid-etl fetch-jars`` does, in a child process (it starts a JVM of its own)."""
-    from etl_pipeline.spark_jars import ivy_dir, manifest_path, s3a_packages
+    from etl_pipeline.spark_jars import ivy_dir, manifest_path, project_packages
 
     ivy = ivy_dir()
-    if not manifest_path(s3a_packages(), ivy).is_file():
+    if not manifest_path(project_packages(), ivy).is_file():
         done = subprocess.run([sys.executable, "-m", "etl_pipeline.spark_jars", "--ivy", str(ivy)], cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=1200,
                               env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
         if done.returncode != 0:
-            unavailable(f"the S3A jars could not be fetched into {ivy}: {done.stderr[-2000:]}")
+            unavailable(f"the JVM jars could not be fetched into {ivy}: {done.stderr[-2000:]}")
     return ivy

@@ -1,10 +1,10 @@
 """Spark servers for tests, run from the pip-installed pyspark on 127.0.0.1 with free ports.
 
-- :class:`ConnectServer`: a Spark Connect server started by ``sbin/start-connect-server.sh`` and stopped by
-  ``sbin/stop-connect-server.sh``, falling back to its pid.
+- :class:`ConnectServer`: a Spark Connect server, and
 - :class:`StandaloneCluster`: a standalone master and N workers. The pip package ships no
-  ``start-master.sh``/``start-worker.sh``, so each is started and stopped with the ``sbin/spark-daemon.sh``
-  those scripts wrap, which keeps each JVM's pid in a file.
+  ``start-master.sh``/``start-worker.sh`` (and pyspark 4.2 no ``start-connect-server.sh``), so each is started
+  and stopped with the ``sbin/spark-daemon.sh`` those scripts wrap (``submit`` for the Connect server, as
+  ``start-connect-server.sh`` does), which keeps each JVM's pid in a file.
 
 Every process gets its own ``SPARK_CONF_DIR`` (holding :data:`TEST_SPARK_CONF`), log and pid directories
 under a caller-provided directory, and is stopped by its own pid file, never by process name.
@@ -135,7 +135,7 @@ class ConnectServer:
     def start(self) -> None:
         subprocess.run(
             [
-                str(SPARK_HOME / "sbin" / "start-connect-server.sh"),
+                str(SPARK_DAEMON), "submit", CONNECT_CLASS, "1", "--name", "Spark Connect server",
                 "--master", self.master,
                 "--conf", f"spark.connect.grpc.binding.address={HOST}",
                 "--conf", f"spark.connect.grpc.binding.port={self.port}",
@@ -149,7 +149,7 @@ class ConnectServer:
         )
         pid_file = next(Path(self.env["SPARK_PID_DIR"]).glob(f"*-{CONNECT_CLASS}-*.pid"), None)
         if pid_file is None:
-            raise RuntimeError(f"start-connect-server.sh started nothing\n{_log_tail(self.env)}")
+            raise RuntimeError(f"spark-daemon.sh submit started nothing\n{_log_tail(self.env)}")
         pid = self.pid = int(pid_file.read_text().strip())
         if not _wait_serving(self.port, lambda: _pid_alive(pid)):
             self.stop()
@@ -158,7 +158,7 @@ class ConnectServer:
 
     def stop(self) -> None:
         subprocess.run(
-            [str(SPARK_HOME / "sbin" / "stop-connect-server.sh")], env=self.env, check=False, capture_output=True
+            [str(SPARK_DAEMON), "stop", CONNECT_CLASS, "1"], env=self.env, check=False, capture_output=True
         )
         if self.pid is not None and not _wait_gone(self.pid, STOP_TIMEOUT_S):
             os.kill(self.pid, signal.SIGKILL)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from etl_pipeline.bench.pipeline_runs import Pipelines, scale
 from etl_pipeline.bench.runner import BENCHMARKS
 from etl_pipeline.bench.scale import Scale, scale_dataset, shrink_dataset
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline_tests.conftest import ABSENT_FROM_WORLDOMETER, REPO_ROOT, WORLDOMETER_NAMES, embedded_env
 
 RESULT_KEYS = {"name", "ours", "baseline", "ratio_kind", "ours_s", "baseline_s", "ratio", "rows", "target", "met",

@@ -58,10 +58,10 @@ def test_definitions_built_from_deployment_settings(monkeypatch: pytest.MonkeyPa
 
     mysql, minio = defs.resources["mysql_io_manager"], defs.resources["minio_io_manager"]
     assert isinstance(mysql, MySQLIOManager) and isinstance(minio, MinIOIOManager)
-    assert (minio.lake_url, minio.s3_endpoint_url) == ("s3://warehouse", "http://minio:9000")
+    assert (minio.lake.url, minio.lake.s3_endpoint_url) == ("s3://warehouse", "http://minio:9000")
     # secrets are resolved from the environment at run time, never held in the definitions
     assert isinstance(mysql.url, dg.EnvVar) and mysql.url.env_var_name == "SOURCE_DB_URL"
-    assert isinstance(minio.aws_secret_access_key, dg.EnvVar)
+    assert isinstance(minio.lake.aws_secret_access_key, dg.EnvVar)
 
 
 def test_definitions_built_from_embedded_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -70,4 +70,4 @@ def test_definitions_built_from_embedded_settings(monkeypatch: pytest.MonkeyPatc
     defs = build_definitions(Settings.from_env({"ETL_HOME": str(tmp_path)}))
     check_source_and_bronze(defs)
     assert defs.resources["mysql_io_manager"].url == f"sqlite:///{tmp_path}/source.db"
-    assert defs.resources["minio_io_manager"].lake_url == f"{tmp_path}/lake"
+    assert defs.resources["minio_io_manager"].lake.url == f"{tmp_path}/lake"

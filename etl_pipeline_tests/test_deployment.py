@@ -32,8 +32,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from etl_pipeline.definitions import WRITES_TAG
-from etl_pipeline.resources.spark import parse_spark_defaults, resolve_conf_file
-from etl_pipeline.spark_jars import s3a_packages
+from etl_pipeline.resources.spark_conf import parse_spark_defaults, resolve_conf_file
+from etl_pipeline.spark_jars import DELTA_CONF, s3a_packages
 from etl_pipeline_tests.conftest import REPO_ROOT, deployment_roles, psql_script, unavailable
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -575,6 +575,7 @@ def fetched_by_the_dockerfile_step(tmp_path_factory: pytest.TempPathFactory) -> 
 def test_the_dockerfile_step_resolves_hadoop_aws_at_pyspark_s_hadoop_with_the_sdk_v2_only(
     fetched_by_the_dockerfile_step: tuple[Path, str, Path],
 ) -> None:
+    """Also Delta Lake at the installed delta-spark's version, and nothing that pyspark already ships."""
     ivy, report, image_conf = fetched_by_the_dockerfile_step
     [client_api] = PYSPARK_JARS.glob("hadoop-client-api-*.jar")
     hadoop = client_api.name.removeprefix("hadoop-client-api-").removesuffix(".jar")
@@ -584,6 +585,10 @@ def test_the_dockerfile_step_resolves_hadoop_aws_at_pyspark_s_hadoop_with_the_sd
     assert [j for j in jars if j.startswith("software.amazon.awssdk_bundle-2.")], jars  # the SDK v2, shaded
     assert not [j for j in jars if j.startswith("com.amazonaws")], jars  # never the v1 SDK
     assert not [j for j in jars if j.startswith("org.apache.hadoop_") and "hadoop-aws" not in j], jars
+    assert f"io.delta_delta-spark_2.13-{metadata.version('delta-spark')}.jar" in jars
+    shipped = {re.sub(r"-\d[\w.\-]*\.jar$", "", p.name) for p in PYSPARK_JARS.glob("*.jar")}
+    resolved = {re.sub(r"-\d[\w.\-]*\.jar$", "", j.split("_", 1)[1]) for j in jars}
+    assert resolved.isdisjoint(shipped), sorted(resolved & shipped)  # one Hadoop, one Parquet, one Jackson
     assert f"{len(jars)} jar(s)" in report and str(ivy) in report
     # the hadoop-aws POM that Ivy read names the same Hadoop: the pin and the resolver agree
     [pom] = (ivy / "cache" / "org.apache.hadoop" / "hadoop-aws").glob(f"ivy-{hadoop}.xml")
@@ -594,6 +599,7 @@ def test_the_dockerfile_step_resolves_hadoop_aws_at_pyspark_s_hadoop_with_the_sd
     assert conf["spark.driver.extraClassPath"] == conf["spark.executor.extraClassPath"]
     assert sorted(Path(p).name for p in classpath) == jars and all(Path(p).parent == ivy / "jars" for p in classpath)
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"  # the project's own lines are kept
+    assert {key: conf[key] for key in DELTA_CONF} == DELTA_CONF  # every session of the image is a Delta session
 
 
 def test_without_maven_central_and_cache_the_session_names_the_command_that_fetches_the_jars(tmp_path: Path) -> None:
@@ -642,7 +648,7 @@ def hadoop_default_credential_providers() -> set[str]:
 
 def test_spark_defaults_configure_s3a_without_credentials() -> None:
     path = REPO_ROOT / "spark-defaults.conf"
-    assert resolve_conf_file(None, {}) == path  # the session provider's default in a checkout
+    assert resolve_conf_file(None) == path  # the session provider's default in a checkout
     conf = parse_spark_defaults(path.read_text())
     assert not [key for key in conf if re.search(r"(?i)access\.key|secret|password|token|session\.token", key)]
     assert not [key for key, value in conf.items() if "://" in value], "the endpoint comes from S3_ENDPOINT_URL"

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from etl_pipeline.cli import main
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, embedded_env
 from etl_pipeline_tests.resources.test_mysql_io_manager import EXPECTED_ROWS, arrow_frame
 from etl_pipeline_tests.test_seed import write_dataset
@@ -60,7 +60,7 @@ class Home:
             return {name: db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0] for name in SOURCE_TABLES}
 
     def bronze(self, table: str) -> pd.DataFrame:
-        return arrow_frame(pq.read_table(self.root / "lake" / "bronze" / "medical" / f"{table}.pq"))
+        return arrow_frame(DeltaTable(str(self.root / "lake" / "bronze" / "medical" / table)).to_pyarrow_table())
 
 
 @pytest.fixture(scope="module")

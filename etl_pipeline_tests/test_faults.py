@@ -34,23 +34,24 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
+from deltalake import DeltaTable
 import pymysql
 import pytest
 import sqlalchemy as sa
 
 from etl_pipeline.cli import main
+from etl_pipeline.core.engines import CONNECT_TIMEOUT_S
+from etl_pipeline.core.source_schema import SOURCE_TABLES
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES, warehouse_table
 from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
-from etl_pipeline.resources.db import CONNECT_TIMEOUT_S
+from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
-from etl_pipeline.resources.psql_io_manager import PostgresIOManager, arrow_schema
+from etl_pipeline.resources.psql_io_manager import PostgresIOManager
+from etl_pipeline.resources.warehouse_input import arrow_schema
 from etl_pipeline.retries import NETWORK_RETRY
 from etl_pipeline.run import QUIET, RunSummary, failure_message, summarize
 from etl_pipeline.seed import seed_source
 from etl_pipeline.settings import Settings
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES, warehouse_table
 from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, MotoS3, covid_etl, embedded_env, free_port, running_moto
 from etl_pipeline_tests.resources.test_mysql_io_manager import arrow_frame
 from etl_pipeline_tests.test_seed import write_dataset
@@ -139,15 +140,15 @@ def materialize(job: dg.JobDefinition, *keys: list[str]) -> Outcome:
 def write_gold(lake: Path, tables: dict[str, pa.Table]) -> None:
     """Gold tables in a local lake, as the warehouse publication reads them (the Spark steps are not run); the
     gold tables not given are empty."""
-    manager = MinIOIOManager(lake_url=str(lake))
+    manager = MinIOIOManager(lake=LakeResource(url=str(lake)))
     for name in WAREHOUSE_TABLES:
         manager.write(manager.location(["gold", "medical", name]),
                       tables.get(name, arrow_schema(warehouse_table(name)).empty_table()))
 
 
 def gold_of(home: Path) -> dict[str, pa.Table]:
-    """The gold tables of a complete run's lake (Spark output directories)."""
-    return {name: pads.dataset(home / "lake" / "gold" / "medical" / f"{name}.pq", format="parquet").to_table()
+    """The gold tables of a complete run's lake (their latest Delta versions)."""
+    return {name: DeltaTable(str(home / "lake" / "gold" / "medical" / name)).to_pyarrow_table()
             for name in WAREHOUSE_TABLES}
 
 
@@ -440,7 +441,7 @@ def test_bad_data_in_one_table_fails_the_publication_at_once_and_no_table_change
 
 # -- the source (MySQL) --------------------------------------------------------------------------------------
 def bronze_frame(path: Path) -> pd.DataFrame:
-    return sorted_by_key(POSITIONS, arrow_frame(pq.read_table(path)))
+    return sorted_by_key(POSITIONS, arrow_frame(DeltaTable(str(path)).to_pyarrow_table()))
 
 
 def expected_positions(data_dir: Path) -> pd.DataFrame:
@@ -535,8 +536,8 @@ def test_a_source_connection_killed_during_extraction_is_retried_and_bronze_hold
     assert outcome.result.success, outcome.summary.format()
     assert outcome.attempts("__".join(BRONZE_POSITIONS)) == 2
     assert "Lost connection to MySQL server during query" in outcome.retry_errors()[0]
-    path = lake / "bronze" / "medical" / f"{POSITIONS}.pq"
-    assert lake_files(lake) == [str(path.relative_to(lake))]  # no temporary file left by the failed attempt
+    path = lake / "bronze" / "medical" / POSITIONS
+    assert [h["version"] for h in DeltaTable(str(path)).history()] == [0]  # the failed attempt committed nothing
     pd.testing.assert_frame_equal(bronze_frame(path), expected_positions(data_dir))
 
 
@@ -557,7 +558,7 @@ def without_last_day(data_dir: Path, target: Path) -> Path:
     return write_dataset(target, files)
 
 
-def test_an_s3_endpoint_stopped_mid_write_leaves_the_previous_object_and_a_rerun_after_restart_succeeds(
+def test_an_s3_endpoint_stopped_mid_write_leaves_the_previous_version_and_a_rerun_after_restart_succeeds(
     pipeline, tmp_path: Path, moto: MotoS3, data_dir: Path
 ) -> None:
     endpoint = S3Endpoint(moto.port)
@@ -565,41 +566,45 @@ def test_an_s3_endpoint_stopped_mid_write_leaves_the_previous_object_and_a_rerun
     source = f"sqlite:///{tmp_path / 'source.db'}"
     seed_source(source, data_dir)
     job = pipeline(SOURCE_DB_URL=source, **{**moto.env("warehouse"), "S3_ENDPOINT_URL": endpoint.url})
-    key = f"bronze/medical/{POSITIONS}.pq"
+    table = f"bronze/medical/{POSITIONS}"
     s3 = boto3.client("s3", endpoint_url=moto.endpoint_url, aws_access_key_id=moto.access_key,
                       aws_secret_access_key=moto.secret_key, region_name="us-east-1")
+    # read straight from moto, not through the stopped endpoint
+    options = moto.lake("s3://warehouse").storage_options()
 
-    def stored() -> dict[str, bytes]:
-        """Every object in the bucket, read straight from moto (not through the stopped endpoint)."""
-        listed = s3.list_objects_v2(Bucket="warehouse").get("Contents", [])
-        return {o["Key"]: s3.get_object(Bucket="warehouse", Key=o["Key"])["Body"].read()
-                for o in listed if not o["Key"].endswith("/")}
+    def commits() -> list[str]:
+        listed = s3.list_objects_v2(Bucket="warehouse", Prefix=f"{table}/_delta_log/").get("Contents", [])
+        return sorted(o["Key"] for o in listed if o["Key"].endswith(".json"))
+
+    def content(version: int | None = None) -> pd.DataFrame:
+        stored = DeltaTable(f"s3://warehouse/{table}", version=version, storage_options=options)
+        return sorted_by_key(POSITIONS, arrow_frame(stored.to_pyarrow_table()))
 
     try:
         assert materialize(job, BRONZE_POSITIONS).result.success
-        before = stored()
-        assert list(before) == [key]
+        before = commits()
+        assert before == [f"{table}/_delta_log/00000000000000000000.json"]
+        data_files = s3.list_objects_v2(Bucket="warehouse", Prefix=f"{table}/part-")["Contents"]
         changed = without_last_day(data_dir, tmp_path / "changed")
         seed_source(source, changed)
 
-        endpoint.stop_after(request_bytes=len(before[key]) // 4)  # in the middle of uploading the new object
+        endpoint.stop_after(request_bytes=max(o["Size"] for o in data_files) // 4)  # in the middle of a data file
         outcome = materialize(job, BRONZE_POSITIONS)
 
         assert not outcome.result.success
         assert outcome.attempts("__".join(BRONZE_POSITIONS)) == ATTEMPTS
-        where = f"writing Parquet to the lake failed (endpoint {endpoint.url}, bucket 'warehouse', key '{key}')"
-        assert f"key '{key}.tmp-" in outcome.retry_errors()[0]  # cut while uploading the temporary object
-        assert where in outcome.failure() and "Could not connect to server" in outcome.failure()
+        where = f"writing a Delta table to the lake failed (endpoint {endpoint.url}, bucket 'warehouse', table '{table}')"
+        assert where in outcome.failure()
         assert moto.secret_key not in outcome.event_log()
-        assert stored() == before  # no partial object under the final key, no temporary one left
+        assert commits() == before  # nothing committed: readers still see version 0, whole
+        pd.testing.assert_frame_equal(content(), expected_positions(data_dir))
 
         endpoint.start()
         rerun = materialize(job, BRONZE_POSITIONS)
         assert rerun.result.success, rerun.summary.format()
-        after = stored()
-        assert list(after) == [key]
-        written = sorted_by_key(POSITIONS, arrow_frame(pq.read_table(pa.BufferReader(after[key]))))
-        pd.testing.assert_frame_equal(written, expected_positions(changed))
+        assert len(commits()) == 2
+        pd.testing.assert_frame_equal(content(), expected_positions(changed))
+        pd.testing.assert_frame_equal(content(version=0), expected_positions(data_dir))  # history kept
     finally:
         endpoint.stop()
 

@@ -12,33 +12,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pytest
+from deltalake import DeltaTable
 
 from etl_pipeline_tests.conftest import REPO_ROOT, embedded_env
 from etl_pipeline_tests.test_warehouse_end_to_end import content_digest
 
 LAYERS = ("bronze", "silver", "gold")
-#: What an interrupted write leaves beside its target (MinIO and Spark IO managers): never a table itself.
-LEFTOVER = re.compile(r"\.tmp-[0-9a-f]{32}$|\.__staging-[0-9a-f]{32}$|\.__previous-[0-9a-f]{32}$")
 
 
 # -- what a home holds -------------------------------------------------------------------------------------
 def lake_tables(home: Path) -> dict[str, pa.Table]:
-    """Every table of the lake (``<layer>/medical/<table>.pq``, a file or a Spark output directory), its rows
-    sorted on every column, by path relative to the lake."""
+    """Every Delta table of the lake (``<layer>/medical/<table>``) at its latest version, read by the deltalake
+    library, its rows sorted on every column, by path relative to the lake."""
     lake = home / "lake"
     tables = {}
     for layer in LAYERS:
-        for path in sorted((lake / layer / "medical").glob("*.pq")):
-            table = pads.dataset(path, format="parquet").to_table()
-            tables[str(path.relative_to(lake))] = table.sort_by([(c, "ascending") for c in table.column_names])
+        for log in sorted((lake / layer / "medical").glob("*/_delta_log")):
+            table = DeltaTable(str(log.parent)).to_pyarrow_table()
+            tables[str(log.parent.relative_to(lake))] = table.sort_by([(c, "ascending") for c in table.column_names])
     return tables
 
 
-def leftovers(home: Path) -> list[str]:
-    """Paths in the lake that belong to an interrupted write."""
-    return sorted(str(p.relative_to(home)) for p in (home / "lake").rglob("*") if LEFTOVER.search(p.name))
+def consecutive_versions(home: Path) -> dict[str, list[int]]:
+    """Each lake table's versions, newest first: consecutive whenever no commit was lost or overwritten."""
+    lake = home / "lake"
+    return {str(log.parent.relative_to(lake)): [h["version"] for h in DeltaTable(str(log.parent)).history()]
+            for layer in LAYERS for log in sorted((lake / layer / "medical").glob("*/_delta_log"))}
 
 
 def warehouse_digest(home: Path) -> dict[str, str]:
@@ -102,4 +102,5 @@ def test_two_runs_at_once_leave_what_one_undisturbed_run_leaves(runs_at_once, em
     home, _ = runs_at_once
     reference, _ = embedded_run
     assert_same_content(home, reference)
-    assert leftovers(home) == []
+    for table, versions in consecutive_versions(home).items():
+        assert versions == list(range(len(versions) - 1, -1, -1)), table  # each run's write was its own commit

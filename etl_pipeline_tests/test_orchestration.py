@@ -38,8 +38,8 @@ def test_run_failure_sensor_is_registered():
 
 def test_lineage_is_grouped_by_layer_with_descriptions_and_kinds():
     graph = defs.resolve_asset_graph()
-    expected_kinds = {"source": {"mysql"}, "bronze": {"mysql", "parquet"}, "silver": {"pyspark", "parquet"},
-                      "gold": {"pyspark", "parquet"}, "warehouse": {"postgres"}}
+    expected_kinds = {"source": {"mysql"}, "bronze": {"mysql", "delta"}, "silver": {"pyspark", "delta"},
+                      "gold": {"pyspark", "delta"}, "warehouse": {"postgres"}}
     groups = set()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

@@ -43,18 +43,18 @@ import pymysql.connections
 import pytest
 import sqlalchemy as sa
 
+from etl_pipeline.core.engines import get_engine
+from etl_pipeline.core.source_schema import SOURCE_TABLES
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
-from etl_pipeline.resources.db import get_engine
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
 from etl_pipeline.resources.psql_io_manager import PostgresIOManager
 from etl_pipeline.run import run_pipeline
 from etl_pipeline.seed import needs_seed, seed_source
 from etl_pipeline.settings import Settings
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline.transforms.source_validation import parse_source_csv
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline_tests.conftest import DEPLOYMENT_VARIABLES, REPO_ROOT, embedded_env, free_port, wait_for_port
-from etl_pipeline_tests.test_idempotency import leftovers
+from etl_pipeline_tests.test_idempotency import consecutive_versions
 from etl_pipeline_tests.test_seed import write_dataset
 from etl_pipeline_tests.test_warehouse_end_to_end import content_digest
 from etl_pipeline_tests.transforms.test_source_validation import small_files  # noqa: F401 - a fixture
@@ -137,14 +137,14 @@ def output_to(path: Path) -> Iterator[None]:
 
 
 def kill_once_spark_writes(command: list[str], env: dict[str, str], lake: Path, log: Path) -> None:
-    """Start ``command`` in its own process group and kill the whole group (the Spark JVM included) as soon as a
-    Spark output is being written in the lake: a crash in the middle of a write."""
+    """Start ``command`` in its own process group and kill the whole group (the Spark JVM included) as soon as
+    Spark writes data files of a silver table: a crash in the middle of a write."""
     with open(log, "wb") as output:
         process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        while not any(lake.glob("*/medical/*.__staging-*")):
+        while not any(lake.glob("silver/medical/*/part-*.parquet")):
             assert process.poll() is None, f"the run ended before Spark wrote anything:\n{log.read_text()}"
             assert time.monotonic() < deadline, "Spark wrote nothing within 10 minutes"
             time.sleep(0.05)
@@ -200,9 +200,9 @@ def test_the_run_after_a_crash_completes_and_stores_what_an_undisturbed_run_stor
     assert runs.success, runs.texts["output of the complete run"]
     assert "source database already seeded from these files; not reloaded" in runs.texts["output of the complete run"]
     assert content_digest(runs.accounts.warehouse_url) == content_digest(f"sqlite:///{reference / 'warehouse.db'}")
-    # the killed run's Spark output stays beside its target, never under it (README "Operations" says what to do)
-    left = leftovers(runs.home)
-    assert left and all(".pq.__staging-" in path for path in left), left
+    # every commit of the killed run and of the complete one is whole: each table's versions are consecutive
+    for table, versions in consecutive_versions(runs.home).items():
+        assert versions == list(range(len(versions) - 1, -1, -1)), table
 
 
 def test_no_output_event_record_or_file_of_the_runs_holds_a_secret(runs: Runs) -> None:
@@ -451,7 +451,9 @@ def test_every_statement_names_only_allow_listed_identifiers_and_binds_every_val
 #: Text that opens an SQL statement; every module holding one must be exercised by the test above.
 _SQL_START = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|RENAME|COMMENT ON|PRAGMA|"
                         r"LOAD DATA|SHOW|BEGIN|COMMIT|ROLLBACK|WITH|TRUNCATE|GRANT)\b")
-SQL_MODULES = {"resources/db.py", "resources/mysql_io_manager.py", "resources/psql_io_manager.py"}
+SQL_MODULES = {"core/engines.py", "resources/mysql_io_manager.py", "resources/source_load.py",
+               "resources/warehouse_backend.py", "resources/warehouse_postgres.py", "resources/warehouse_sql.py",
+               "resources/warehouse_sqlite.py"}
 
 
 def test_sql_text_is_written_only_in_the_modules_whose_statements_are_checked() -> None:

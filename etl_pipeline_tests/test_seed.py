@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from etl_pipeline.cli import main
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
 from etl_pipeline.seed import data_fingerprint, needs_seed, seed_source
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline.transforms.source_validation import SourceValidationError
 from etl_pipeline_tests.conftest import free_port
 from etl_pipeline_tests.resources.test_mysql_io_manager import EXPECTED_ROWS, read_back, scalar

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from etl_pipeline.settings import Settings, redact
+from etl_pipeline.core.redaction import redact
+from etl_pipeline.settings import Settings
 
 DEPLOYMENT_ENV = {
     "ETL_HOME": "/opt/etl",
@@ -20,8 +21,14 @@ DEPLOYMENT_ENV = {
     "COVID_DATA_DIR": "/opt/etl/csv",
     "SPARK_JARS_IVY": "/opt/spark-ivy",
     "DAGSTER_HOME": "/opt/dagster/home",
+    "AWS_REGION": "eu-west-3",
+    "LAKE_RETENTION_HOURS": "24",
+    "SPARK_DEFAULTS_CONF": "/opt/spark/conf/spark-defaults.conf",
+    "ALERT_WEBHOOK_URL": "https://hooks.example.org/T000/B000/webhook-secret",
+    "DASH_MAP_STYLE": "white-bg",
+    "COVID_DATA_BASE_URL": "http://mirror.example.org/covid19",
 }
-SECRETS = ("db-pass-1", "db-pass-2", "minio-secret-key")
+SECRETS = ("db-pass-1", "db-pass-2", "minio-secret-key", "webhook-secret")
 
 
 def test_empty_environment_gives_the_embedded_defaults_under_dot_etl(tmp_path: Path, monkeypatch) -> None:
@@ -39,7 +46,8 @@ def test_empty_environment_gives_the_embedded_defaults_under_dot_etl(tmp_path: P
         dagster_home=home / "dagster",
     )
     assert not settings.lake_is_s3
-    assert settings.spark_packages() == []  # a local lake needs no extra jar
+    [delta] = settings.spark_packages()  # Delta Lake only: a local lake needs no S3 connector
+    assert delta.startswith("io.delta:delta-spark_2.13:")
 
 
 def test_etl_home_moves_every_default(tmp_path: Path) -> None:
@@ -63,12 +71,19 @@ def test_every_variable_is_honoured() -> None:
         spark_jars_ivy=Path("/opt/spark-ivy"),
         dagster_home=Path("/opt/dagster/home"),
         s3_endpoint_url="http://minio:9000",
+        aws_region="eu-west-3",
         aws_access_key_id="minio-user",
         aws_secret_access_key="minio-secret-key",
+        lake_retention_hours=24,
+        spark_defaults_conf=Path("/opt/spark/conf/spark-defaults.conf"),
+        alert_webhook_url=DEPLOYMENT_ENV["ALERT_WEBHOOK_URL"],
+        dash_map_style="white-bg",
+        covid_data_base_url="http://mirror.example.org/covid19",
+        from_environment=frozenset(DEPLOYMENT_ENV),
     )
     assert settings.lake_is_s3
-    [s3a] = settings.spark_packages()  # the S3A connector, at the Hadoop version pyspark bundles
-    assert s3a.startswith("org.apache.hadoop:hadoop-aws:3.")
+    delta, s3a = settings.spark_packages()  # Delta Lake and the S3A connector, at the Hadoop version pyspark bundles
+    assert delta.startswith("io.delta:delta-spark_2.13:") and s3a.startswith("org.apache.hadoop:hadoop-aws:3.")
     connect = Settings.from_env({**DEPLOYMENT_ENV, "SPARK_MASTER": "sc://spark-connect:15002"})
     assert connect.spark_packages() == []  # the Connect server holds the jars, the client none
 
@@ -118,14 +133,38 @@ def test_describe_shows_no_secret_but_everything_else() -> None:
         "covid_data_dir": "/opt/etl/csv",
         "spark_jars_ivy": "/opt/spark-ivy",
         "dagster_home": "/opt/dagster/home",
+        "lake_retention_hours": "24",
         "s3_endpoint_url": "http://minio:9000",
+        "aws_region": "eu-west-3",
         "aws_access_key_id": "minio-user",
         "aws_secret_access_key": "***",
+        "spark_defaults_conf": "/opt/spark/conf/spark-defaults.conf",
+        "alert_webhook_url": "***",  # the URL is the credential
+        "dash_map_style": "white-bg",
+        "covid_data_base_url": "http://mirror.example.org/covid19",
     }
 
 
 def test_describe_leaves_out_unset_values(tmp_path: Path) -> None:
     assert set(Settings.from_env({"ETL_HOME": str(tmp_path)}).describe()) == {
         "etl_home", "source_db_url", "warehouse_db_url", "lake_url", "spark_master", "covid_data_dir",
-        "spark_jars_ivy", "dagster_home",
+        "spark_jars_ivy", "dagster_home", "lake_retention_hours", "aws_region",
     }
+
+
+def test_a_value_from_the_environment_reaches_dagster_as_an_env_var_a_default_as_itself(tmp_path: Path) -> None:
+    """Secrets in the definitions are ``EnvVar`` (resolved at run time, never stored); embedded defaults are
+    plain values."""
+    import dagster as dg
+
+    from etl_pipeline.definitions import build_resources
+
+    deployed = build_resources(Settings.from_env({**DEPLOYMENT_ENV, "SPARK_MASTER": "sc://spark-connect:15002"}))
+    lake = deployed["minio_io_manager"].lake
+    assert lake.aws_secret_access_key == dg.EnvVar("AWS_SECRET_ACCESS_KEY")
+    assert lake.aws_access_key_id == dg.EnvVar("AWS_ACCESS_KEY_ID")
+    assert (lake.url, lake.region, lake.retention_hours) == ("s3://warehouse", "eu-west-3", 24)
+    assert deployed["spark"].lake is lake and deployed["spark_io_manager"].lake is lake  # one lake for all
+    assert deployed["psql_io_manager"].url == dg.EnvVar("WAREHOUSE_DB_URL")
+    embedded = build_resources(Settings.from_env({"ETL_HOME": str(tmp_path)}))
+    assert embedded["psql_io_manager"].url == f"sqlite:///{tmp_path}/warehouse.db"

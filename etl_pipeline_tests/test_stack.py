@@ -54,17 +54,16 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 import sqlalchemy as sa
 import yaml
 
+from etl_pipeline.core.source_schema import SOURCE_TABLES
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES, WarehouseTable
 from etl_pipeline.definitions import ALL_ASSETS_JOB, WRITES_TAG
-from etl_pipeline.resources.lake_paths import s3_filesystem
-from etl_pipeline.resources.spark import REPO_SPARK_DEFAULTS, parse_spark_defaults
-from etl_pipeline.spark_jars import classpath_conf, s3a_packages
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES, WarehouseTable
+from etl_pipeline.resources.spark_conf import REPO_SPARK_DEFAULTS, parse_spark_defaults
+from etl_pipeline.spark_jars import classpath_conf, project_packages
 from etl_pipeline_tests.conftest import (
     REPO_ROOT,
     MotoS3,
@@ -132,7 +131,7 @@ def sorted_gold(table: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def lake_tables(relative_paths: list[str]) -> set[str]:
-    """``layer/medical/<table>.pq`` of every object or file below a lake root."""
+    """``layer/medical/<table>`` of every object or file below a lake root."""
     return {"/".join(path.split("/")[:3]) for path in relative_paths}
 
 
@@ -178,7 +177,7 @@ class Reference:
         return self.home / "lake"
 
     def gold(self, name: str) -> pd.DataFrame:
-        return sorted_gold(pq.read_table(self.lake / "gold" / "medical" / f"{name}.pq").to_pandas(), name)
+        return sorted_gold(DeltaTable(str(self.lake / "gold" / "medical" / name)).to_pyarrow_table().to_pandas(), name)
 
     def lake_tables(self) -> set[str]:
         files = [str(p.relative_to(self.lake)) for p in self.lake.rglob("*") if p.is_file()]
@@ -375,11 +374,12 @@ class Stack:
             engine.dispose()
 
     def filesystem(self) -> pafs.S3FileSystem:
-        return s3_filesystem(self.s3.endpoint_url, self.s3.access_key, self.s3.secret_key)
+        return self.s3.lake(f"s3://{BUCKET}").filesystem()
 
     def gold(self, name: str) -> pd.DataFrame:
-        table = pq.read_table(f"{BUCKET}/gold/medical/{name}.pq", filesystem=self.filesystem())
-        return sorted_gold(table.to_pandas(), name)
+        table = DeltaTable(f"s3://{BUCKET}/gold/medical/{name}",
+                           storage_options=self.s3.lake(f"s3://{BUCKET}").storage_options())
+        return sorted_gold(table.to_pyarrow_table().to_pandas(), name)
 
     def lake_keys(self) -> list[str]:
         infos = self.filesystem().get_file_info(pafs.FileSelector(BUCKET, recursive=True))
@@ -514,7 +514,7 @@ def connect(
         server_conf = {
             **parse_spark_defaults(REPO_SPARK_DEFAULTS.read_text()),  # $SPARK_HOME/conf of the image
             **CLUSTER_APP_CONF,
-            **classpath_conf(s3a_packages(), spark_jars),  # as the image's spark-defaults.conf names them
+            **classpath_conf(project_packages(), spark_jars),  # as the image's spark-defaults.conf names them
             "spark.hadoop.fs.s3a.endpoint": s3.endpoint_url,
             "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
         }
@@ -620,8 +620,9 @@ def assert_both_workers_ran_tasks(cluster: StandaloneCluster, app_id: str) -> No
 
 def assert_same_lake_and_gold(stack: Stack, reference: Reference) -> None:
     keys = stack.lake_keys()
-    assert not [k for k in keys if ".tmp-" in k or "__staging-" in k or "__previous-" in k], keys
-    assert lake_tables(keys) == reference.lake_tables()  # the same object keys from both IO managers
+    assert lake_tables(keys) == reference.lake_tables()  # the same tables from both IO managers
+    for table in lake_tables(keys):  # each a Delta table, written by one commit per run
+        assert f"{table}/_delta_log/00000000000000000000.json" in keys, table
     for name in sorted(WAREHOUSE_TABLES):
         pd.testing.assert_frame_equal(stack.gold(name), reference.gold(name), check_exact=True, obj=f"gold {name}")
 

@@ -14,11 +14,11 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.dataset as pads
+from deltalake import DeltaTable
 import pytest
 import sqlalchemy as sa
 
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline_tests.conftest import (
     ABSENT_FROM_WORLDOMETER,
     WORLDOMETER_NAMES,
@@ -136,7 +136,7 @@ def test_warehouse_equals_gold_in_the_lake(embedded_run):
     home, _ = embedded_run
     for table in WAREHOUSE_TABLES.values():
         key = list(table.primary_key)
-        gold = pads.dataset(home / "lake" / "gold" / "medical" / f"{table.name}.pq").to_table().to_pandas()
+        gold = DeltaTable(str(home / "lake" / "gold" / "medical" / table.name)).to_pandas()
         if "date" in gold:
             gold["date"] = gold["date"].astype(str)  # SQLite stores dates as ISO text
         gold = gold.sort_values(key).reset_index(drop=True)

@@ -7,18 +7,19 @@ come, so no step holds a whole table in memory.
 import dagster as dg
 import pyarrow as pa
 
+from etl_pipeline.asset_keys import asset_key
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.retries import NETWORK_RETRY
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 
 
 def _bronze_asset(table: str) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["bronze", "medical", table],
-        ins={"source": dg.AssetIn(key=["source", "medical", table])},
+        key=asset_key("bronze", table),
+        ins={"source": dg.AssetIn(key=asset_key("source", table))},
         io_manager_key="minio_io_manager",
         group_name="bronze",
-        kinds={"mysql", "parquet"},
-        description=f"`{table}` extracted from the source database to Parquet in the lake, typed, nothing dropped.",
+        kinds={"mysql", "delta"},
+        description=f"`{table}` extracted from the source database to a Delta table in the lake, typed, nothing dropped.",
         retry_policy=NETWORK_RETRY,
     )
     def _extract(source: pa.RecordBatchReader) -> pa.RecordBatchReader:

@@ -117,9 +117,9 @@ def table_step_name(asset_key: dg.AssetKey) -> str:
     return "__".join(asset_key.path) + "_checks"
 
 
-def key_checks(asset_key: Sequence[str], keys: Sequence[str]) -> dg.AssetChecksDefinition:
+def key_checks(asset_key: dg.AssetKey, keys: Sequence[str]) -> dg.AssetChecksDefinition:
     """One step with the two key checks of a table that has no other check."""
-    checks = KeyChecks(dg.AssetKey(list(asset_key)), tuple(keys))
+    checks = KeyChecks(asset_key, tuple(keys))
 
     @dg.multi_asset_check(specs=checks.specs, name=table_step_name(checks.asset_key),
                           ins={"df": dg.AssetIn(key=checks.asset_key)})

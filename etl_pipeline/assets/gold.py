@@ -11,57 +11,54 @@ from collections.abc import Iterator
 import dagster as dg
 from pyspark.sql import DataFrame
 
+from etl_pipeline.asset_keys import asset_key
 from etl_pipeline.assets.checks import KeyChecks, finding, finding_result, findings_by, key_checks, table_step_name
-from etl_pipeline.assets.silver import silver_in, silver_key
+from etl_pipeline.assets.silver import silver_in
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline.transforms import gold, quality
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
 
-SPARK = {"group_name": "gold", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "parquet"}}
-
-
-def gold_key(table: str) -> list[str]:
-    return ["gold", "medical", table]
+SPARK = {"group_name": "gold", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "delta"}}
 
 
 def gold_in(table: str) -> dg.AssetIn:
-    return dg.AssetIn(key=gold_key(table))
+    return dg.AssetIn(key=asset_key("gold", table))
 
 
 def _describe(table: str) -> str:
     return WAREHOUSE_TABLES[table].comment
 
 
-@dg.asset(key=gold_key("covid19_daily_stats"), description=_describe("covid19_daily_stats"),
+@dg.asset(key=asset_key("gold", "covid19_daily_stats"), description=_describe("covid19_daily_stats"),
           ins={"time_series": silver_in("covid19_time_series"), "countries": silver_in("covid19_countries")}, **SPARK)
 def daily_stats(time_series: DataFrame, countries: DataFrame) -> DataFrame:
     return gold.daily_stats(time_series, countries)
 
 
-@dg.asset(key=gold_key("covid19_continent_stats"), description=_describe("covid19_continent_stats"),
+@dg.asset(key=asset_key("gold", "covid19_continent_stats"), description=_describe("covid19_continent_stats"),
           ins={"daily": gold_in("covid19_daily_stats"), "countries": silver_in("covid19_countries")}, **SPARK)
 def continent_stats(daily: DataFrame, countries: DataFrame) -> DataFrame:
     return gold.continent_stats(daily, countries)
 
 
-@dg.asset(key=gold_key("dim_country"), description=_describe("dim_country"),
+@dg.asset(key=asset_key("gold", "dim_country"), description=_describe("dim_country"),
           ins={"countries": silver_in("covid19_countries")}, **SPARK)
 def dim_country(countries: DataFrame) -> DataFrame:
     return gold.dim_country(countries)
 
 
-@dg.asset(key=gold_key("dim_date"), description=_describe("dim_date"),
+@dg.asset(key=asset_key("gold", "dim_date"), description=_describe("dim_date"),
           ins={"daily": gold_in("covid19_daily_stats")}, **SPARK)
 def dim_date(daily: DataFrame) -> DataFrame:
     return gold.dim_date(daily)
 
 
-@dg.asset(key=gold_key("fact_daily_cases"), description=_describe("fact_daily_cases"),
+@dg.asset(key=asset_key("gold", "fact_daily_cases"), description=_describe("fact_daily_cases"),
           ins={"daily": gold_in("covid19_daily_stats")}, **SPARK)
 def fact_daily_cases(daily: DataFrame) -> DataFrame:
     return gold.fact_daily_cases(daily)
 
 
-@dg.asset(key=gold_key("fact_location_daily"), description=_describe("fact_location_daily"),
+@dg.asset(key=asset_key("gold", "fact_location_daily"), description=_describe("fact_location_daily"),
           ins={"positions": silver_in("covid19_cases_position")}, **SPARK)
 def fact_location_daily(positions: DataFrame) -> DataFrame:
     return gold.fact_location_daily(positions)
@@ -80,7 +77,7 @@ PROVINCES_SUM_TO_COUNTRY = (
     "the pipeline, has to correct them (the JHU data had such rows, e.g. ships listed as provinces of Canada)."
 )
 
-_DAILY = dg.AssetKey(gold_key("covid19_daily_stats"))
+_DAILY = asset_key("gold", "covid19_daily_stats")
 _DAILY_KEYS = KeyChecks(_DAILY, WAREHOUSE_TABLES["covid19_daily_stats"].primary_key)
 
 
@@ -91,10 +88,11 @@ _DAILY_KEYS = KeyChecks(_DAILY, WAREHOUSE_TABLES["covid19_daily_stats"].primary_
     specs=[
         *_DAILY_KEYS.specs,
         dg.AssetCheckSpec("reconciles_with_country_wise", asset=_DAILY, blocking=True,
-                          additional_deps=[silver_key("covid19_country_wise")],
+                          additional_deps=[asset_key("silver", "covid19_country_wise")],
                           description="Each country's counts on its last date equal covid19_country_wise exactly."),
         dg.AssetCheckSpec("provinces_sum_to_country", asset=_DAILY,
-                          additional_deps=[silver_key("covid19_time_series"), silver_key("covid19_cases_position")],
+                          additional_deps=[asset_key("silver", "covid19_time_series"),
+                                           asset_key("silver", "covid19_cases_position")],
                           description=PROVINCES_SUM_TO_COUNTRY),
         dg.AssetCheckSpec("cumulative_counts_never_decrease", asset=_DAILY, description="Data quality (warning): "
                           "cumulative confirmed/deaths/recovered that go down from one day to the next, as reported "
@@ -152,7 +150,7 @@ def _first(found: quality.Finding, *columns: str) -> str:
     return f" (first: {example['country_region']} on {example['date']}: {shown})"
 
 
-_CONTINENT = dg.AssetKey(gold_key("covid19_continent_stats"))
+_CONTINENT = asset_key("gold", "covid19_continent_stats")
 _CONTINENT_KEYS = KeyChecks(_CONTINENT, WAREHOUSE_TABLES["covid19_continent_stats"].primary_key)
 
 
@@ -160,7 +158,8 @@ _CONTINENT_KEYS = KeyChecks(_CONTINENT, WAREHOUSE_TABLES["covid19_continent_stat
     name=table_step_name(_CONTINENT),
     ins={"continent_stats": gold_in("covid19_continent_stats"), "country_wise": silver_in("covid19_country_wise")},
     specs=[*_CONTINENT_KEYS.specs, dg.AssetCheckSpec(
-        "totals_equal_source", asset=_CONTINENT, blocking=True, additional_deps=[silver_key("covid19_country_wise")],
+        "totals_equal_source", asset=_CONTINENT, blocking=True,
+        additional_deps=[asset_key("silver", "covid19_country_wise")],
         description="Continent totals add up to the source's global totals, measure by measure.")],
 )
 def continent_stats_checks(continent_stats: DataFrame, country_wise: DataFrame) -> Iterator[dg.AssetCheckResult]:
@@ -178,6 +177,6 @@ def continent_stats_checks(continent_stats: DataFrame, country_wise: DataFrame) 
 gold_checks = [
     daily_stats_checks,
     continent_stats_checks,
-    *(key_checks(gold_key(table), WAREHOUSE_TABLES[table].primary_key)
+    *(key_checks(asset_key("gold", table), WAREHOUSE_TABLES[table].primary_key)
       for table in ("dim_country", "dim_date", "fact_daily_cases", "fact_location_daily")),
 ]

@@ -9,33 +9,30 @@ from collections.abc import Iterator
 import dagster as dg
 from pyspark.sql import DataFrame
 
+from etl_pipeline.asset_keys import asset_key
 from etl_pipeline.assets.checks import KeyChecks, finding, finding_result, key_checks, table_step_name
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.resources.spark import SparkSessionResource
 from etl_pipeline.transforms import quality, silver
 from etl_pipeline.transforms.countries import REFERENCE_FILE, country_reference_df, worldometer_spellings_df
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 
-SPARK = {"group_name": "silver", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "parquet"}}
+SPARK = {"group_name": "silver", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "delta"}}
 
 
 def bronze_in(table: str) -> dg.AssetIn:
-    """Bronze, read with Spark's own Parquet reader (the Spark IO manager), not through pandas."""
-    return dg.AssetIn(key=["bronze", "medical", table], input_manager_key="spark_io_manager")
-
-
-def silver_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey(["silver", "medical", table])
+    """Bronze, read as a Delta table by Spark (the Spark IO manager), not through pandas."""
+    return dg.AssetIn(key=asset_key("bronze", table), input_manager_key="spark_io_manager")
 
 
 def silver_in(table: str) -> dg.AssetIn:
-    return dg.AssetIn(key=silver_key(table))
+    return dg.AssetIn(key=asset_key("silver", table))
 
 
 def _cleaned_asset(table: str) -> dg.AssetsDefinition:
     keys = SOURCE_TABLES[table].primary_key
 
     @dg.asset(
-        key=["silver", "medical", table],
+        key=asset_key("silver", table),
         ins={"bronze": bronze_in(table)},
         description=f"`{table}` with trimmed text, exact duplicates dropped, key {keys} unique "
         "(conflicting rows fail the step rather than being silently chosen).",
@@ -48,7 +45,7 @@ def _cleaned_asset(table: str) -> dg.AssetsDefinition:
 
 
 @dg.asset(
-    key=["silver", "medical", "covid19_worldometer"],
+    key=asset_key("silver", "covid19_worldometer"),
     ins={"bronze": bronze_in("covid19_worldometer")},
     description="worldometer with `country_region` set to the JHU name through the reviewed country reference "
     "(its worldometer name, the JHU name or a known alias; original kept in `worldometer_name`); rows that are no "
@@ -61,7 +58,7 @@ def silver_worldometer(bronze: DataFrame, spark: SparkSessionResource) -> DataFr
 
 
 @dg.asset(
-    key=["silver", "medical", "covid19_countries"],
+    key=asset_key("silver", "covid19_countries"),
     ins={
         "time_series": silver_in("covid19_time_series"),
         "positions": silver_in("covid19_cases_position"),
@@ -84,10 +81,10 @@ silver_assets = [
 ]
 
 
-_COUNTRIES = dg.AssetKey(["silver", "medical", "covid19_countries"])
+_COUNTRIES = asset_key("silver", "covid19_countries")
 _COUNTRY_KEYS = KeyChecks(_COUNTRIES, ("country_region",))
 _JHU_TABLES = ("covid19_time_series", "covid19_cases_position", "covid19_country_wise")
-_WORLDOMETER = dg.AssetKey(["silver", "medical", "covid19_worldometer"])
+_WORLDOMETER = asset_key("silver", "covid19_worldometer")
 #: worldometer names listed by the coverage check (the shared data has 24 rows that are no JHU country).
 LISTED_NAMES = 50
 
@@ -100,7 +97,7 @@ LISTED_NAMES = 50
         *_COUNTRY_KEYS.specs,
         dg.AssetCheckSpec(
             "every_country_mapped", asset=_COUNTRIES, blocking=True,
-            additional_deps=[silver_key(table) for table in _JHU_TABLES],
+            additional_deps=[asset_key("silver", table) for table in _JHU_TABLES],
             description="Every country name of the JHU tables (time series, positions, country-wise) is in the "
             "reviewed reference, so it has a continent; an unknown name blocks gold and the warehouse and is named "
             "with the tables, rows and dates where it occurs."),
@@ -159,9 +156,9 @@ def worldometer_checks(silver_worldometer: DataFrame, spark: SparkSessionResourc
 
 
 silver_checks = [
-    *(key_checks(["silver", "medical", table], SOURCE_TABLES[table].primary_key)
+    *(key_checks(asset_key("silver", table), SOURCE_TABLES[table].primary_key)
       for table in ("covid19_time_series", "covid19_cases_position")),
-    key_checks(["silver", "medical", "covid19_country_wise"], ["country_region"]),
+    key_checks(asset_key("silver", "covid19_country_wise"), ["country_region"]),
     countries_checks,
     worldometer_checks,
 ]

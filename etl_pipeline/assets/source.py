@@ -6,7 +6,8 @@ Dagster reads them through the MySQL IO manager but never materializes them itse
 
 import dagster as dg
 
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES, TableSchema
+from etl_pipeline.asset_keys import asset_key
+from etl_pipeline.core.source_schema import SOURCE_TABLES, TableSchema
 
 _DESCRIPTIONS = {
     "covid19_cases_position": "Cumulative counts per location (country or province) per day, with coordinates.",
@@ -29,7 +30,7 @@ def column_schema(schema: TableSchema) -> dg.TableSchema:
 
 source_assets = [
     dg.AssetSpec(
-        key=["source", "medical", name],
+        key=asset_key("source", name),
         group_name="source",
         kinds={"mysql"},
         description=f"{_DESCRIPTIONS[name]} Loaded from {schema.file_name} by `covid-etl seed`.",

@@ -16,16 +16,17 @@ from collections.abc import Iterator
 import dagster as dg
 import pyarrow as pa
 
-from etl_pipeline.assets.gold import gold_checks, gold_key
+from etl_pipeline.asset_keys import asset_key
+from etl_pipeline.assets.gold import gold_checks
 from etl_pipeline.assets.silver import silver_checks
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline.resources.psql_io_manager import PostgresIOManager
 from etl_pipeline.retries import NETWORK_RETRY, retry_only_transient
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
 
 #: The name of the publication step (the one step of the warehouse layer).
 PUBLISH_STEP = "warehouse"
 
-_GOLD = {table: dg.AssetKey(gold_key(table)) for table in WAREHOUSE_TABLES}
+_GOLD = {table: asset_key("gold", table) for table in WAREHOUSE_TABLES}
 #: The other assets that carry a blocking check (silver tables, e.g. country-wise, which no gold table reads):
 #: the publication depends on them too, so that it waits for their checks and is skipped if one fails. The gold
 #: tables' own blocking checks gate it through its inputs.
@@ -33,15 +34,11 @@ AUDITED = sorted({spec.asset_key for checks in (*silver_checks, *gold_checks) fo
                   if spec.blocking} - set(_GOLD.values()), key=lambda key: key.path)
 
 
-def warehouse_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey(["warehouse", "medical", table])
-
-
 @dg.multi_asset(
     name=PUBLISH_STEP,
     specs=[
         dg.AssetSpec(
-            warehouse_key(table), deps=[_GOLD[table], *AUDITED], group_name="warehouse", kinds={"postgres"},
+            asset_key("warehouse", table), deps=[_GOLD[table], *AUDITED], group_name="warehouse", kinds={"postgres"},
             description=f"{WAREHOUSE_TABLES[table].comment} Warehouse table `{table}`, published with the other "
             "warehouse tables in one transaction once every blocking check of the run passed.",
         )
@@ -57,7 +54,8 @@ def publish_warehouse(psql_io_manager: PostgresIOManager,
     with retry_only_transient("publishing the warehouse"):
         loaded = psql_io_manager.load_tables(gold)
     for table, stats in loaded.items():
-        yield dg.MaterializeResult(asset_key=warehouse_key(table), metadata=psql_io_manager.metadata(table, stats))
+        yield dg.MaterializeResult(asset_key=asset_key("warehouse", table),
+                                   metadata=psql_io_manager.metadata(table, stats))
 
 
 warehouse_assets = [publish_warehouse]

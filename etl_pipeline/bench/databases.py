@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from etl_pipeline.resources.db import describe_url, get_engine
+from etl_pipeline.core.engines import describe_url, get_engine
 
 #: The database an admin connection opens on each server (PostgreSQL needs one; MySQL does not).
 _ADMIN_DATABASE = {"postgresql": "postgres", "mysql": None}

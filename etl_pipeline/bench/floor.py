@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from etl_pipeline.core.source_schema import SOURCE_TABLES, TableSchema
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline.transforms.countries import UNKNOWN_CONTINENT, WORLDOMETER_CONTINENT_NAMES, load_country_reference
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES, TableSchema
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
 
 MEASURES = ["confirmed", "deaths", "recovered", "active"]
 _PANDAS_TYPES = {"str": "object", "int": "Int64", "float": "float64", "date": "object"}

@@ -9,19 +9,22 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
+from etl_pipeline.asset_keys import asset_key
 from etl_pipeline.bench.baselines import extract_with_read_sql_query, to_sql_multi
 from etl_pipeline.bench.databases import backend, describe, scratch_database
 from etl_pipeline.bench.floor import gold_from_files
 from etl_pipeline.bench.report import Result, Target
 from etl_pipeline.bench.timing import interleaved
-from etl_pipeline.resources.db import get_engine
+from etl_pipeline.core.engines import get_engine
+from etl_pipeline.core.source_schema import SOURCE_TABLES
+from etl_pipeline.core.warehouse_model import warehouse_table
+from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
-from etl_pipeline.resources.psql_io_manager import PostgresIOManager, arrow_schema
+from etl_pipeline.resources.psql_io_manager import PostgresIOManager
+from etl_pipeline.resources.warehouse_input import arrow_schema
 from etl_pipeline.seed import seed_source
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline.transforms.source_validation import read_source_files
-from etl_pipeline.warehouse_model import warehouse_table
 
 DAILY = "covid19_daily_stats"
 
@@ -78,12 +81,12 @@ def source_load_and_extract(url: str, data_dir: Path, repeat: int) -> list[Resul
         load.notes.append(f"rows in the source tables: ours {sum(_counts(get_engine(ours_db), SOURCE_TABLES)):,}, "
                           f"baseline {sum(_counts(baseline_engine, SOURCE_TABLES)):,}")
 
-        lake_manager = MinIOIOManager(lake_url=lake)
+        lake_manager = MinIOIOManager(lake=LakeResource(url=lake))
         source = MySQLIOManager(url=ours_db)
 
         def ours_extract() -> None:
             for name in SOURCE_TABLES:
-                lake_manager.write(lake_manager.location(["bronze", "medical", name]), source.read_table(name))
+                lake_manager.write(lake_manager.location(asset_key("bronze", name).path), source.read_table(name))
 
         def baseline_extract() -> None:
             for name in SOURCE_TABLES:

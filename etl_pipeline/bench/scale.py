@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 
 COUNTS = ["Confirmed", "Deaths", "Recovered", "Active"]
 _FILES = {name: schema.file_name for name, schema in SOURCE_TABLES.items()}

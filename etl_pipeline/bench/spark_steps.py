@@ -20,11 +20,12 @@ EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiproce
 
 
 def spark_layers_job(executor: str, tables: tuple[str, ...] = ()) -> dg.JobDefinition:
+    from etl_pipeline.asset_keys import asset_key
     from etl_pipeline.definitions import build_definitions
     from etl_pipeline.settings import Settings
 
     if tables:
-        selection = dg.AssetSelection.assets(*(dg.AssetKey(["silver", "medical", t]) for t in tables))
+        selection = dg.AssetSelection.assets(*(asset_key("silver", t) for t in tables))
     else:
         selection = dg.AssetSelection.groups("silver", "gold")
     job = dg.define_asset_job(JOB, selection=selection.without_checks(), executor_def=EXECUTORS[executor])

@@ -1,30 +1,31 @@
-"""MinIO IO manager: Arrow/pandas tables <-> single Parquet files in the lake.
+"""MinIO IO manager: Arrow/pandas tables <-> Delta tables in the lake, with delta-rs (no JVM).
 
 Storage contract:
-- An asset ``[layer, medical, table]`` is the Parquet file ``<LAKE_URL>/<layer>/medical/<table>.pq``
-  (:func:`~etl_pipeline.resources.lake_paths.lake_path`). ``LAKE_URL`` is ``s3://bucket[/prefix]`` (MinIO or
-  any S3 API, endpoint and credentials from the settings; the bucket is created, private, if missing) or
-  a local directory.
-- Writes stream record batches into a temporary object/file beside the final one and move it into place
-  only once complete, so a reader sees the previous file or the new one, never a partial one.
+- An asset ``[layer, medical, table]`` is the Delta table ``<LAKE_URL>/<layer>/medical/<table>`` of the
+  :class:`~etl_pipeline.resources.lake.LakeResource`: ``s3://bucket[/prefix]`` (MinIO or any S3 API; the bucket
+  is created, private, if missing) or a local directory.
+- A write replaces the table's content (and schema) in ONE Delta commit: readers see the previous version or
+  the new one, never a mix, and an interrupted write leaves only unreferenced data files (VACUUM deletes
+  them). On S3 the commit is a conditional put (:meth:`~etl_pipeline.resources.lake.LakeResource.storage_options`):
+  of two concurrent writers one commits, the other fails with ``CommitFailedError`` and is not retried.
+  The commit carries the Dagster run id; the materialization records the version (``delta/version``).
+  After the commit, files that no version younger than ``retention_hours`` needs are vacuumed.
 - Accepts a ``pyarrow.RecordBatchReader`` (streamed, bounded memory), a ``pyarrow.Table`` or a pandas
-  DataFrame. ``load_input`` streams a ``pyarrow.RecordBatchReader`` (``.read_pandas()`` for a DataFrame)
-  from a single file or from a Spark output directory (part files; ``_SUCCESS`` and dot files ignored).
+  DataFrame. ``load_input`` streams a ``pyarrow.RecordBatchReader`` (``.read_pandas()`` for a DataFrame) of
+  the version the upstream materialization recorded (:func:`~etl_pipeline.resources.delta_lake.recorded_version`).
 """
 
 from __future__ import annotations
 
-import uuid
-
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+from deltalake import CommitProperties, write_deltalake
+from deltalake.exceptions import DeltaError
 
 from etl_pipeline.resources.arrow_input import as_reader
-from etl_pipeline.resources.lake_paths import lake_path, s3_filesystem, split_s3_url
+from etl_pipeline.resources.delta_lake import RUN_ID_KEY, VERSION_KEY, open_table, recorded_version, vacuum
+from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.retries import retry_only_transient
 
 PREVIEW_ROWS = 5
@@ -32,104 +33,92 @@ READ_BATCH_ROWS = 100_000
 
 
 class LakeError(RuntimeError):
-    """A lake read or write failed; the message names the endpoint, bucket and key or path."""
+    """A lake read or write failed; the message names the endpoint, bucket and table."""
 
 
 class MinIOIOManager(dg.ConfigurableIOManager):
-    """Pandas/Arrow Parquet <-> lake (S3 API or local directory), atomic object writes."""
+    """Pandas/Arrow <-> Delta tables in the lake (S3 API or local directory), one commit per write."""
 
-    lake_url: str
-    s3_endpoint_url: str | None = None
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-
-    # -- locations --------------------------------------------------------------------------------
-    @property
-    def is_s3(self) -> bool:
-        return self.lake_url.startswith("s3://")
-
-    def filesystem(self) -> pafs.FileSystem:
-        if not self.is_s3:
-            return pafs.LocalFileSystem()
-        return s3_filesystem(self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key)
+    lake: LakeResource
 
     def location(self, key_path: list[str]) -> str:
-        """The path as the filesystem sees it: ``bucket/prefix/...`` on S3, an absolute path locally."""
-        url = lake_path(self.lake_url, key_path)
-        if self.is_s3:
-            bucket, key = split_s3_url(url)
-            return f"{bucket}/{key}"
-        return url
-
-    def _where(self, path: str) -> str:
-        if self.is_s3:
-            bucket, _, key = path.partition("/")
-            return f"endpoint {self.s3_endpoint_url or 'AWS default'}, bucket {bucket!r}, key {key!r}"
-        return f"path {path!r}"
+        """The table's URI: ``s3://bucket/prefix/...`` on S3, an absolute path locally."""
+        return self.lake.table_uri(key_path)
 
     # -- writing ------------------------------------------------------------------------------------
     def handle_output(self, context: dg.OutputContext, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> None:
-        path = self.location(list(context.asset_key.path))
+        uri = self.location(list(context.asset_key.path))
         with retry_only_transient(f"writing {context.asset_key.to_user_string()} to the lake"):
-            rows, schema, preview = self.write(path, obj)
-        context.add_output_metadata(parquet_metadata(rows, schema, preview, lake_path(self.lake_url, context.asset_key.path)))
+            version, rows, schema, preview = self.write(uri, obj, run_id=context.run_id)
+        context.add_output_metadata({**table_metadata(rows, schema, preview, uri), VERSION_KEY: version})
 
-    def write(self, path: str, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame) -> tuple[int, pa.Schema, pa.Table]:
-        """Write ``obj`` atomically at ``path``; returns (rows, schema, first rows)."""
-        reader = as_reader(obj)
-        fs = self.filesystem()
-        temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-        moved = False
+    def write(self, uri: str, obj: pa.RecordBatchReader | pa.Table | pd.DataFrame,
+              run_id: str | None = None) -> tuple[int, int, pa.Schema, pa.Table]:
+        """Replace the table at ``uri`` by ``obj`` in one commit; returns (version, rows, schema, first rows).
+
+        An error raised by ``obj`` while it streams (e.g. a lost source connection) is raised as itself, so that
+        its retry policy applies; a failing lake raises :class:`LakeError` naming where.
+        """
+        stream = CheckedStream(as_reader(obj))
+        options = self.lake.storage_options()
         try:
-            self._ensure_parent(fs, path)
-            rows, preview = 0, []
-            # On S3, leaving this block closes the stream, which completes the upload even when the
-            # batches failed midway: whatever the error, the temporary object is removed below.
-            with fs.open_output_stream(temporary) as sink, pq.ParquetWriter(sink, reader.schema) as writer:
-                for batch in reader:
-                    writer.write_batch(batch)
-                    if rows < PREVIEW_ROWS:
-                        preview.append(batch.slice(0, PREVIEW_ROWS - rows))
-                    rows += batch.num_rows
-            fs.move(temporary, path)
-            moved = True
-        except (OSError, pa.ArrowException) as exc:
-            raise LakeError(f"writing Parquet to the lake failed ({self._where(path)}): {exc}") from exc
-        finally:
-            if not moved:
-                _remove_quietly(fs, temporary)
-        return rows, reader.schema, pa.Table.from_batches(preview, schema=reader.schema)
-
-    def _ensure_parent(self, fs: pafs.FileSystem, path: str) -> None:
-        if self.is_s3:
-            bucket = path.split("/", 1)[0]
-            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-                fs.create_dir(bucket)  # a new bucket is private: no policy is attached
-        else:
-            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            self.lake.ensure_bucket()
+            write_deltalake(uri, stream.reader, mode="overwrite", schema_mode="overwrite", storage_options=options,
+                            commit_properties=CommitProperties(custom_metadata={RUN_ID_KEY: run_id} if run_id else None))
+            table = open_table(uri, options)
+            preview = table.to_pyarrow_dataset().head(PREVIEW_ROWS)
+            vacuum(table, self.lake.retention_hours)
+        except (OSError, DeltaError, pa.ArrowException) as exc:
+            if stream.error is not None:
+                raise stream.error from None
+            raise LakeError(f"writing a Delta table to the lake failed ({self.lake.where(uri)}): {exc}") from exc
+        return table.version(), stream.rows, stream.schema, preview
 
     # -- reading ------------------------------------------------------------------------------------
     def load_input(self, context: dg.InputContext) -> pa.RecordBatchReader:
         with retry_only_transient(f"reading {context.asset_key.to_user_string()} from the lake"):
-            return self.read(self.location(list(context.asset_key.path)))
+            return self.read(self.location(list(context.asset_key.path)), recorded_version(context))
 
-    def read(self, path: str) -> pa.RecordBatchReader:
-        """Stream the Parquet file, or the directory of part files that Spark writes, batch by batch."""
+    def read(self, uri: str, version: int | None = None) -> pa.RecordBatchReader:
+        """Stream the table at ``version`` (default: the latest) batch by batch."""
         try:
-            dataset = pads.dataset(path, format="parquet", filesystem=self.filesystem())
+            dataset = open_table(uri, self.lake.storage_options(), version).to_pyarrow_dataset()
             return dataset.scanner(batch_size=READ_BATCH_ROWS).to_reader()
-        except (OSError, pa.ArrowException) as exc:
-            raise LakeError(f"reading Parquet from the lake failed ({self._where(path)}): {exc}") from exc
+        except (OSError, DeltaError, pa.ArrowException) as exc:
+            raise LakeError(f"reading a Delta table from the lake failed ({self.lake.where(uri)}): {exc}") from exc
 
 
-def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:
-    try:
-        fs.delete_file(path)
-    except (OSError, pa.ArrowException):
-        pass
+class CheckedStream:
+    """``reader`` as delta-rs consumes it: every batch checked against the schema (a batch of another schema raises
+    ``ValueError`` here, where delta-rs would abort the whole process on it) and counted (``rows``), and the first
+    error the stream raised kept (``error``): delta-rs reports it only wrapped in an error of its own."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self.schema = reader.schema
+        self.rows = 0
+        self.error: BaseException | None = None
+        self.reader = pa.RecordBatchReader.from_batches(reader.schema, self._batches(reader))
+
+    def _batches(self, reader: pa.RecordBatchReader):
+        number = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except Exception as exc:
+                self.error = exc
+                raise
+            if batch.schema != self.schema:
+                self.error = ValueError(f"record batch {number}: schema does not match the table's: {batch.schema} "
+                                        f"vs {self.schema}")
+                raise self.error
+            self.rows += batch.num_rows
+            number += 1
+            yield batch
 
 
-def parquet_metadata(rows: int, schema: pa.Schema, preview: pa.Table, path: str) -> dict:
+def table_metadata(rows: int, schema: pa.Schema, preview: pa.Table, path: str) -> dict:
     """Output metadata shared by the lake IO managers: row count, column schema, preview, location."""
     return {
         "dagster/row_count": rows,

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl_pipeline.transforms.source_schema import MAX_TEXT_LENGTH, Column, TableSchema, arrow_schema
+from etl_pipeline.core.source_schema import MAX_TEXT_LENGTH, Column, TableSchema, arrow_schema
 
 #: How many individual problems an error message lists before summarising the rest.
 MAX_LISTED_PROBLEMS = 20

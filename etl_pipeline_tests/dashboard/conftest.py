@@ -1,7 +1,7 @@
 """Fixtures for the dashboard tests: a warehouse built straight from the CSVs with pandas (not by the pipeline),
 the dashboard served by ``dashboard.app.serve`` in a subprocess, and headless Chromium.
 
-The test warehouse has every table of ``etl_pipeline.warehouse_model`` with its declared types and primary
+The test warehouse has every table of ``etl_pipeline.core.warehouse_model`` with its declared types and primary
 key. Continents come from worldometer, matched on the country name after the handful of renames below.
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline_tests.conftest import (
     ABSENT_FROM_WORLDOMETER,
     REPO_ROOT,

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from dashboard.data import TTLCache, Warehouse, WarehouseError
+from dashboard.data import TTLCache, Warehouse
+from etl_pipeline.core.errors import WarehouseError
 from etl_pipeline_tests.dashboard.conftest import load_warehouse
 
 

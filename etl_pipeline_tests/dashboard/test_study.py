@@ -35,7 +35,7 @@ from etl_pipeline.analytics.synthetic_control import (
     fit_synthetic_control,
     placebo_test,
 )
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline_tests.conftest import WORLDOMETER_NAMES
 
 SOUTHEAST_ASIA = ["Vietnam", *DEFAULT_DONORS]

@@ -2,7 +2,7 @@
 nothing, read back exactly as plain pandas reads the CSV files.
 
 ``?local_infile=0`` on a MySQL URL turns local infile off for that engine's connections only (a URL query
-parameter overrides the driver default in ``resources/db.py``), which is how the fallback is tested without
+parameter overrides the driver default in ``core/engines.py``), which is how the fallback is tested without
 touching the server's global settings that other tests share.
 """
 
@@ -17,9 +17,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from etl_pipeline.resources.db import get_engine
-from etl_pipeline.resources.mysql_io_manager import MySQLIOManager, SourceLoadError
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
+from etl_pipeline.core.engines import get_engine
+from etl_pipeline.core.source_schema import SOURCE_TABLES
+from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
+from etl_pipeline.resources.source_load import SourceLoadError
 from etl_pipeline.transforms.source_validation import parse_source_csv, read_source_files
 from etl_pipeline_tests.transforms.test_source_validation import (  # noqa: F401 - small_files is a fixture
     csv_frame,

@@ -17,9 +17,13 @@ import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 
-from etl_pipeline.resources.db import DatabaseUnavailableError, describe_url
-from etl_pipeline.resources.psql_io_manager import LoadStats, PostgresIOManager, WarehouseError, as_reader, conform
-from etl_pipeline.warehouse_model import WAREHOUSE_TABLES, warehouse_table
+from etl_pipeline.core.engines import DatabaseUnavailableError, describe_url
+from etl_pipeline.core.errors import WarehouseError
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES, warehouse_table
+from etl_pipeline.resources.arrow_input import as_reader
+from etl_pipeline.resources.psql_io_manager import PostgresIOManager
+from etl_pipeline.resources.warehouse_backend import LoadStats
+from etl_pipeline.resources.warehouse_input import conform
 from etl_pipeline_tests.conftest import free_port
 
 LOCATIONS = "fact_location_daily"

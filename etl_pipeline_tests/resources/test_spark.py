@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from etl_pipeline.resources.spark import (
+from etl_pipeline.resources.lake import LakeResource
+from etl_pipeline.resources.spark import SparkSessionResource, stop_process_session
+from etl_pipeline.resources.spark_conf import (
     BASE_CONF,
     REPO_SPARK_DEFAULTS,
-    SparkSessionResource,
     parse_spark_defaults,
     resolve_conf_file,
     session_conf,
-    stop_process_session,
 )
 from etl_pipeline_tests.conftest import unavailable
 from etl_pipeline_tests.spark_servers import TEST_SPARK_CONF, StandaloneCluster, write_spark_defaults
@@ -22,6 +22,8 @@ from etl_pipeline_tests.spark_servers import TEST_SPARK_CONF, StandaloneCluster,
 FAKE_ENDPOINT = "http://127.0.0.1:9"
 FAKE_KEY_ID = "test-key-id-AKIA0000"
 FAKE_SECRET = "test-secret-7f3a9c1e-never-log-me"
+FAKE_LAKE = LakeResource(url="s3://lake", s3_endpoint_url=FAKE_ENDPOINT, region="eu-west-3",
+                         aws_access_key_id=FAKE_KEY_ID, aws_secret_access_key=FAKE_SECRET)
 
 
 def test_parse_spark_defaults_reads_java_properties_style(tmp_path: Path) -> None:
@@ -48,16 +50,21 @@ def test_parse_spark_defaults_reads_java_properties_style(tmp_path: Path) -> Non
 
 
 def test_conf_file_resolution_order(tmp_path: Path) -> None:
-    explicit, from_env = tmp_path / "a.conf", tmp_path / "b.conf"
-    assert resolve_conf_file(str(explicit), {"SPARK_DEFAULTS_CONF": str(from_env)}) == explicit
-    assert resolve_conf_file(None, {"SPARK_DEFAULTS_CONF": str(from_env)}) == from_env
+    """The resource's file (``SPARK_DEFAULTS_CONF`` through the settings), else the repository's."""
+    from etl_pipeline.definitions import build_resources
+    from etl_pipeline.settings import Settings
+
+    explicit = tmp_path / "a.conf"
+    assert resolve_conf_file(str(explicit)) == explicit
     repo_default = REPO_SPARK_DEFAULTS if REPO_SPARK_DEFAULTS.is_file() else None
-    assert resolve_conf_file(None, {}) == repo_default
+    assert resolve_conf_file(None) == repo_default
+    configured = build_resources(Settings.from_env({"SPARK_DEFAULTS_CONF": str(explicit), "ETL_HOME": str(tmp_path)}))
+    assert configured["spark"].conf_file == str(explicit)
 
 
 def test_session_conf_precedence_and_s3() -> None:
     file_conf = {"spark.sql.shuffle.partitions": "3", "spark.driver.host": "etl-dagster", "spark.executor.memory": "1g"}
-    conf = session_conf("local[2]", file_conf, FAKE_ENDPOINT, FAKE_KEY_ID, FAKE_SECRET)
+    conf = session_conf("local[2]", file_conf, s3a=FAKE_LAKE.s3a_conf())
     assert conf["spark.sql.session.timeZone"] == BASE_CONF["spark.sql.session.timeZone"] == "UTC"
     assert conf["spark.sql.shuffle.partitions"] == "3"  # the file beats the base defaults
     assert conf["spark.driver.host"] == conf["spark.driver.bindAddress"] == "127.0.0.1"  # a local driver is loopback
@@ -67,12 +74,14 @@ def test_session_conf_precedence_and_s3() -> None:
     assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
     assert conf["spark.hadoop.fs.s3a.access.key"] == FAKE_KEY_ID
     assert conf["spark.hadoop.fs.s3a.secret.key"] == FAKE_SECRET
+    assert conf["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-3"
+    assert LakeResource(url="/some/dir").s3a_conf() == {}  # a local lake needs no s3a setting
 
     cluster = session_conf("spark://master:7077", file_conf)
     assert cluster["spark.driver.host"] == "etl-dagster"  # a cluster driver keeps its configured address
     assert not any(key.startswith("spark.hadoop.fs.s3a") for key in cluster)
 
-    connect = session_conf("sc://spark-connect:15002", file_conf, FAKE_ENDPOINT, FAKE_KEY_ID, FAKE_SECRET)
+    connect = session_conf("sc://spark-connect:15002", file_conf, s3a=FAKE_LAKE.s3a_conf())
     assert connect == {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "3",
@@ -88,9 +97,7 @@ def make_resource(conf_file: str, **fields: str) -> SparkSessionResource:
     return SparkSessionResource(
         master="local[2]",
         conf_file=conf_file,
-        s3_endpoint_url=FAKE_ENDPOINT,
-        aws_access_key_id=FAKE_KEY_ID,
-        aws_secret_access_key=FAKE_SECRET,
+        lake=FAKE_LAKE,
         **fields,
     )
 
@@ -177,12 +184,16 @@ def test_standalone_master_replaces_the_local_session(built, tmp_path: Path) -> 
 def test_how_each_master_gets_the_extra_jars(tmp_path: Path) -> None:
     """A local driver resolves the packages itself; a cluster driver puts the cached jars on its executors'
     class path (never shipping them); a Connect client needs none; an unfetched cache names the command."""
-    from etl_pipeline.resources.spark import jars_conf
-    from etl_pipeline.spark_jars import JarsUnavailable, manifest_path
+    from etl_pipeline.resources.spark_conf import jars_conf
+    from etl_pipeline.spark_jars import DELTA_CONF, PROVIDED_BY_SPARK, JarsUnavailable, manifest_path
 
     packages = ["org.example:a:1.0"]
+    excludes = ",".join(PROVIDED_BY_SPARK)
     assert jars_conf("local[*]", packages, tmp_path) == {
-        "spark.jars.packages": "org.example:a:1.0", "spark.jars.ivy": str(tmp_path)}
+        "spark.jars.packages": "org.example:a:1.0", "spark.jars.excludes": excludes, "spark.jars.ivy": str(tmp_path)}
+    assert jars_conf("local[*]", ["io.delta:delta-spark_2.13:9.9", *packages], tmp_path) == {  # a Delta session
+        "spark.jars.packages": "io.delta:delta-spark_2.13:9.9,org.example:a:1.0", "spark.jars.excludes": excludes,
+        "spark.jars.ivy": str(tmp_path), **DELTA_CONF}
     assert jars_conf("sc://host:15002", packages, tmp_path) == {}
     assert jars_conf("spark://host:7077", [], tmp_path) == {}
     with pytest.raises(JarsUnavailable, match="covid-etl fetch-jars"):
@@ -191,9 +202,12 @@ def test_how_each_master_gets_the_extra_jars(tmp_path: Path) -> None:
     jars[0].parent.mkdir()
     for jar in jars:
         jar.write_bytes(b"PK")
-    manifest_path(packages, tmp_path).write_text("".join(f"{jar}\n" for jar in jars))
+    manifest_path(["org.example:a:1.0", "org.example:b:2.0"], tmp_path).write_text(  # as fetch_jars writes it
+        "# org.example:a:1.0,org.example:b:2.0\n" + "".join(f"{jar}\n" for jar in jars))
     classpath = f"{jars[0]}:{jars[1]}"
-    assert jars_conf("spark://host:7077", packages, tmp_path) == {
+    with pytest.raises(JarsUnavailable, match="covid-etl fetch-jars"):  # a package no manifest lists
+        jars_conf("spark://host:7077", ["org.example:c:3.0"], tmp_path)
+    assert jars_conf("spark://host:7077", packages, tmp_path) == {  # a subset of what was fetched
         "spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
     jars[1].unlink()  # a cache emptied since: refused, not a class path with a hole
     with pytest.raises(JarsUnavailable, match="covid-etl fetch-jars"):

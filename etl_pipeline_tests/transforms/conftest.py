@@ -25,9 +25,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from etl_pipeline.transforms import gold, silver
-from etl_pipeline.transforms.countries import country_reference_df, worldometer_spellings_df
-from etl_pipeline.transforms.source_schema import (
+from etl_pipeline.core.source_schema import (
     CASES_POSITION,
     COUNTRY_WISE,
     SOURCE_TABLES,
@@ -35,6 +33,8 @@ from etl_pipeline.transforms.source_schema import (
     WORLDOMETER,
     TableSchema,
 )
+from etl_pipeline.transforms import gold, silver
+from etl_pipeline.transforms.countries import country_reference_df, worldometer_spellings_df
 from etl_pipeline_tests.conftest import ABSENT_FROM_WORLDOMETER, WORLDOMETER_NAMES
 
 SPARK_TYPES: dict[str, DataType] = {"str": StringType(), "int": LongType(), "float": DoubleType(), "date": DateType()}

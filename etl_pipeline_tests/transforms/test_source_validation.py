@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.transforms import source_validation
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES
 from etl_pipeline.transforms.source_validation import (
     MAX_LISTED_PROBLEMS,
     Problem,
@@ -27,7 +27,7 @@ from etl_pipeline.transforms.source_validation import (
     read_source_csv,
     read_source_files,
 )
-from etl_pipeline_tests.transforms.test_source_schema import EXPECTED_COLUMNS
+from etl_pipeline_tests.core.test_source_schema import EXPECTED_COLUMNS
 
 #: Data rows per file in the small copies used by most tests.
 SMALL_ROWS = 30

@@ -6,12 +6,13 @@ message that names the host and database but never the password.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from etl_pipeline.settings import redact
+from etl_pipeline.core.redaction import redact
 
 #: Seconds to wait for a server before giving up (a run must fail fast, not hang).
 CONNECT_TIMEOUT_S = 5
@@ -51,3 +52,17 @@ def check_connection(url: str) -> None:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
         raise DatabaseUnavailableError(f"cannot connect to {describe_url(url)}: {redact(str(exc.orig))}") from None
+
+
+def wait_for_server(url: str, wait_s: float) -> None:
+    """Retry connecting for up to ``wait_s`` seconds (a server still starting refuses connections), each attempt
+    bounded by ``CONNECT_TIMEOUT_S``; then raise :class:`DatabaseUnavailableError` naming the redacted URL."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            check_connection(url)
+            return
+        except DatabaseUnavailableError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)

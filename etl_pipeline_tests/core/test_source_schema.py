@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from etl_pipeline.transforms.source_schema import SOURCE_TABLES, arrow_schema, snake_case
+from etl_pipeline.core.source_schema import SOURCE_TABLES, arrow_schema, snake_case
 
 #: Raw header -> column name, in file order, written out by hand (the contract the later layers rely on).
 EXPECTED_COLUMNS: dict[str, dict[str, str]] = {

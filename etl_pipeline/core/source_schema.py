@@ -1,7 +1,7 @@
 """The four source tables: raw CSV headers, the snake_case column names derived from them, types, keys.
 
 This is the single description of the source schema: validation, the source database DDL and the
-bronze Parquet schema are all derived from it.
+bronze (Arrow) schema are all derived from it.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ _ARROW_TYPES = {"str": "string", "int": "int64", "float": "float64", "date": "da
 
 
 def arrow_schema(table: TableSchema):
-    """The bronze Parquet schema of a source table (nullable everywhere: Parquet does not enforce keys)."""
+    """The bronze Arrow schema of a source table (nullable everywhere: the lake does not enforce keys)."""
     import pyarrow as pa
 
     return pa.schema([pa.field(c.name, getattr(pa, _ARROW_TYPES[c.type])()) for c in table.columns])
