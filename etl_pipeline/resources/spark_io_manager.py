@@ -8,8 +8,7 @@ Storage contract
 - Writing replaces the table's content and schema in ONE Delta commit (``overwrite`` with ``overwriteSchema``):
   a reader sees the previous version or the new one, never a mix, on S3 too; a failed or killed write commits
   nothing and leaves only unreferenced files, which VACUUM deletes. The commit carries the Dagster run id
-  (``userMetadata``). The table's files are read and written by Spark alone; its log is read by delta-rs for
-  the metadata below (no extra Spark job).
+  (``userMetadata``). The metadata below (the log, the preview rows) is read by delta-rs: no extra Spark job.
 - Reading loads the version the upstream materialization recorded
   (:func:`~etl_pipeline.resources.delta_lake.recorded_version`), else the latest. Parquet DATE columns come back
   as ``DateType``; the session time zone is UTC.
@@ -72,8 +71,7 @@ class SparkIOManager(dg.ConfigurableIOManager):
          .option("userMetadata", context.run_id).save(spark_uri))
         table = open_table(target, self.lake.storage_options())
         version = table.version()
-        preview = (obj.sparkSession.read.format("delta").option("versionAsOf", version).load(spark_uri)
-                   .limit(PREVIEW_ROWS).collect())
+        preview = table.to_pyarrow_dataset().head(PREVIEW_ROWS).to_pylist()  # delta-rs: no Spark job
         vacuum(table, self.lake.retention_hours)
         context.add_output_metadata(
             {
@@ -81,12 +79,17 @@ class SparkIOManager(dg.ConfigurableIOManager):
                 "dagster/row_count": dg.MetadataValue.int(commit_rows(table.history(1)[0]) or 0),
                 "dagster/column_schema": dg.MetadataValue.table_schema(table_schema(obj.schema)),
                 "path": dg.MetadataValue.path(target),
-                "preview": dg.MetadataValue.md(markdown_table(obj.columns, [tuple(r) for r in preview])),
+                "preview": dg.MetadataValue.md(markdown_table(obj.columns, [[r[c] for c in obj.columns] for r in preview])),
             }
         )
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
+        """The recorded version; read as the table's latest (Delta's cached snapshot, no time travel) when it is
+        the latest, which is the common case."""
         path = self.lake.spark_uri(context.asset_key.path)
         reader = self.spark.get_session().read.format("delta")
         version = recorded_version(context)
+        if version is not None and version == open_table(self.lake.table_uri(context.asset_key.path),
+                                                         self.lake.storage_options()).version():
+            version = None
         return (reader if version is None else reader.option("versionAsOf", version)).load(path)
