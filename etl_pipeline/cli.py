@@ -33,7 +33,8 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from etl_pipeline.run import run_pipeline
 
-    summary = run_pipeline(settings, args.data_dir)
+    summary = run_pipeline(settings, args.data_dir, download=args.download or args.data_dir is None,
+                           verbose=args.verbose)
     print(summary.format())
     return 0 if summary.success else 1
 
@@ -68,7 +69,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from etl_pipeline.run import ensure_data
 
     data_dir = args.data_dir or settings.covid_data_dir
-    ensure_data(data_dir)
+    ensure_data(data_dir, download=args.data_dir is None)
     results = run_bench(BenchOptions(
         data_dir=data_dir, quick=args.quick, repeat=args.repeat, only=tuple(args.only or ()),
         source_db_url=settings.source_db_url, warehouse_db_url=settings.warehouse_db_url, json_path=args.json,
@@ -90,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(handler=_seed)
 
     run = commands.add_parser("run", help="seed if needed, then materialize every asset once and print a summary")
-    run.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR)")
+    run.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR, "
+                     "where missing files are downloaded); a named directory must exist and hold them")
+    run.add_argument("--download", action="store_true",
+                     help="download missing files into --data-dir too (it is created if needed)")
+    run.add_argument("--verbose", action="store_true", help="Dagster's step logs and tracebacks on stderr")
     run.set_defaults(handler=_run)
 
     bench = commands.add_parser("bench", help="measure the pipeline against the original methods and a pandas floor")
@@ -128,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args, settings)
     except Exception as exc:  # noqa: BLE001 - every known failure has a clear message; show it, not a traceback
+        import traceback
+
         from etl_pipeline.core.redaction import redact
 
+        if getattr(args, "verbose", False):
+            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr)
         print(f"covid-etl {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return 1
 

@@ -34,8 +34,7 @@ def from_env(settings: Settings, name: str, value: str | None) -> str | dg.EnvVa
 
 def build_resources(settings: Settings) -> dict[str, object]:
     lake = lake_from_settings(settings, secret=functools.partial(from_env, settings))
-    spark = SparkSessionResource(master=settings.spark_master, lake=lake, packages=settings.spark_packages(),
-                                 ivy_dir=str(settings.spark_jars_ivy),
+    spark = SparkSessionResource(master=settings.spark_master, lake=lake, ivy_dir=str(settings.spark_jars_ivy),
                                  conf_file=str(settings.spark_defaults_conf) if settings.spark_defaults_conf else None)
     return {
         "mysql_io_manager": MySQLIOManager(url=from_env(settings, "SOURCE_DB_URL", settings.source_db_url)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -10,10 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+import sqlalchemy as sa
 
 from etl_pipeline.assets.warehouse import PUBLISH_STEP
+from etl_pipeline.core.engines import describe_url
 from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
 from etl_pipeline.fetch import DATASET_FILES, default_base_url, fetch_data, missing_or_invalid
+from etl_pipeline.preflight import check_servers
 from etl_pipeline.run_lock import exclusive_run
 from etl_pipeline.seed import needs_seed, seed_source
 from etl_pipeline.settings import Settings
@@ -21,8 +25,10 @@ from etl_pipeline.settings import Settings
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
 
-#: Dagster's per-event debug lines would bury the summary; warnings and errors still show.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+#: Dagster's console log: by default only what would stop the process (the summary says what failed and why,
+#: without tracebacks); ``--verbose``: every step's start, end and failure, tracebacks included.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+VERBOSE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 LAYERS = ("source", "bronze", "silver", "gold", "warehouse")
 
 
@@ -55,6 +61,9 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     not_run: list[str] = field(default_factory=list)
     published: bool | None = None
+    run_id: str | None = None
+    output: dict[str, str] = field(default_factory=dict)
+    next_steps: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         lines = []
@@ -66,7 +75,7 @@ class RunSummary:
         lines += [header, "-" * len(header)]
         for name, s in self.layers.items():
             lines.append(f"{name:<10}{s.assets:>7}{s.rows:>12,}{s.checks_passed:>10}{s.checks_warned:>8}"
-                         f"{s.checks_failed:>8}{s.seconds:>9.1f}")
+                         f"{s.checks_failed:>8}{s.seconds:>9.1f}" + ("" if s.assets else "  (nothing materialized)"))
         lines.append(f"{'SUCCESS' if self.success else 'FAILED'} in {self.wall_seconds:.1f} s wall time")
         lines += [f"  failure: {f}" for f in self.failures]
         lines += [f"  failed check: {c}" for c in self.failed_checks]
@@ -75,21 +84,35 @@ class RunSummary:
         if self.published is False:
             lines.append("  warehouse not published: every warehouse table keeps its previous content")
         lines += [f"  warned: {w}" for w in self.warnings]
+        if self.output:
+            lines.append("output:")
+            lines += [f"  {name + ':':<13}{where}" for name, where in self.output.items()]
+        if self.next_steps:
+            lines.append("next:")
+            lines += [f"  {step}" for step in self.next_steps]
         return "\n".join(lines)
 
 
-def ensure_data(data_dir: Path) -> None:
-    """Download the four CSV files into ``data_dir`` when none or only some of the published ones are there.
+def ensure_data(data_dir: Path, *, download: bool = True) -> None:
+    """Make sure ``data_dir`` holds the four CSV files; download the published ones when ``download`` and none or
+    only some are there.
 
     A directory holding all four files is used as it is: a snapshot of other dates is the user's data, not a
-    corrupt download, and must never be replaced by the published files.
+    corrupt download, and must never be replaced by the published files. Without ``download`` (a directory the
+    user named: a typo must not become a new directory filled from the internet), a missing directory or file is
+    a ``FileNotFoundError`` saying which.
     """
     present = [f for f in DATASET_FILES if (data_dir / f.name).exists()]
     if len(present) == len(DATASET_FILES):
         return
+    missing = sorted(f.name for f in DATASET_FILES if f not in present)
+    if not download:
+        if not data_dir.is_dir():
+            raise FileNotFoundError(f"--data-dir {data_dir}: no such directory")
+        raise FileNotFoundError(f"--data-dir {data_dir} lacks {', '.join(missing)}; add them, or add --download to "
+                                "download the published files into it")
     differing = sorted(set(f.name for f in present) & set(missing_or_invalid(data_dir)))
     if differing:
-        missing = sorted(f.name for f in DATASET_FILES if f not in present)
         raise FileNotFoundError(f"{data_dir} lacks {', '.join(missing)} but holds other data in "
                                 f"{', '.join(differing)}; add the missing files or remove the others to download "
                                 "the published ones")
@@ -104,19 +127,57 @@ def run_history(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(settings.dagster_home))
 
 
-def run_pipeline(settings: Settings, data_dir: Path | None = None, *, instance: dg.DagsterInstance | None = None) -> RunSummary:
+def run_pipeline(settings: Settings, data_dir: Path | None = None, *, download: bool | None = None,
+                 verbose: bool = False, instance: dg.DagsterInstance | None = None) -> RunSummary:
+    """Check every server (:func:`~etl_pipeline.preflight.check_servers`), make sure the data is there, seed the
+    source when the files changed, then materialize every asset once.
+
+    ``data_dir``: the CSV files (default ``settings.covid_data_dir``); files are downloaded into the default
+    directory when missing, into a named one only when ``download``. ``verbose``: Dagster's step logs (with
+    tracebacks) on stderr; otherwise only the summary says what failed. Raises
+    :class:`~etl_pipeline.preflight.PreflightError` before any work when a server is not usable.
+    """
     started = time.perf_counter()
+    download = data_dir is None if download is None else download
     data_dir = data_dir or settings.covid_data_dir
     with exclusive_run(settings.etl_home):
-        ensure_data(data_dir)
+        check_servers(settings)
+        ensure_data(data_dir, download=download)
         needed = needs_seed(settings.source_db_url, data_dir)
         seeded = seed_source(settings.source_db_url, data_dir) if needed else None
         job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
         with (run_history(settings) if instance is None else contextlib.nullcontext(instance)) as inst:
-            result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=QUIET)
+            result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=VERBOSE if verbose else QUIET)
             summary = summarize(result, inst, seeded)
     summary.wall_seconds = time.perf_counter() - started
+    summary.output, summary.next_steps = output_locations(settings, summary.run_id)
     return summary
+
+
+def output_locations(settings: Settings, run_id: str | None) -> tuple[dict[str, str], list[str]]:
+    """Where a run's output landed (credentials redacted) and the commands that look at it."""
+    lake = settings.lake_url if settings.lake_url.startswith("s3://") else str(Path(settings.lake_url).resolve())
+    warehouse = describe_url(settings.warehouse_db_url)
+    output = {
+        "lake": f"{lake}  (Delta tables; versions: covid-etl lake history gold.covid19_daily_stats)",
+        "warehouse": warehouse,
+        "run history": f"{settings.dagster_home.resolve()}" + (f"  (run {run_id})" if run_id else ""),
+    }
+    url = sa.make_url(settings.warehouse_db_url)
+    if url.get_backend_name() == "sqlite":
+        query = f'sqlite3 {shlex.quote(url.database)} "SELECT COUNT(*) FROM covid19_daily_stats"'
+    else:
+        query = f'psql "{url.set(drivername="postgresql").render_as_string(hide_password=True)}"  (query the warehouse)'
+    # The dashboard reads the warehouse of its own environment: name what this run's environment changed.
+    env = f"ETL_HOME={shlex.quote(str(settings.etl_home))} " if "ETL_HOME" in settings.from_environment else ""
+    same = ", with the same WAREHOUSE_DB_URL" if "WAREHOUSE_DB_URL" in settings.from_environment else ""
+    next_steps = [
+        f"{env}covid-etl dashboard   (the spread map and the study at http://127.0.0.1:8050{same})",
+        f"DAGSTER_HOME={settings.dagster_home.resolve()} dagster dev -h 127.0.0.1 -p 3000   (this run, its checks "
+        "and step logs at http://127.0.0.1:3000)",
+        query,
+    ]
+    return output, next_steps
 
 
 def summarize(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, seeded: dict[str, int] | None) -> RunSummary:
@@ -153,12 +214,19 @@ def summarize(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, s
                instance.get_execution_plan_snapshot(result.dagster_run.execution_plan_snapshot_id).steps]
     started = {event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_START}
     succeeded = {event.step_key for event in result.all_events if event.is_step_success}
+    for key in planned:  # a layer whose steps all failed or never ran still gets its line
+        layers[_step_layer(key)]
     ordered = {name: layers[name] for name in LAYERS if name in layers}
     return RunSummary(
         success=result.success and not failed_checks, seeded=seeded, layers=ordered, failures=failures,
         failed_checks=failed_checks, warnings=warnings, not_run=[key for key in planned if key not in started],
-        published=PUBLISH_STEP in succeeded if PUBLISH_STEP in planned else None,
+        published=PUBLISH_STEP in succeeded if PUBLISH_STEP in planned else None, run_id=result.run_id,
     )
+
+
+def _step_layer(step_key: str) -> str:
+    """``silver__medical__t`` and ``silver__medical__t_checks`` -> ``silver``; the publication step -> ``warehouse``."""
+    return "warehouse" if step_key == PUBLISH_STEP else step_key.split("__")[0]
 
 
 def _failed_by_blocking_checks(error: SerializableErrorInfo | None) -> bool:

@@ -72,19 +72,6 @@ class Settings:
             from_environment=frozenset(name for name, value in env.items() if value.strip()),
         )
 
-    @property
-    def lake_is_s3(self) -> bool:
-        return self.lake_url.startswith("s3://")
-
-    def spark_packages(self) -> list[str]:
-        """Maven coordinates the Spark driver must resolve: Delta Lake, plus the S3A connector for an ``s3://``
-        lake; none for Spark Connect (the server is started with them)."""
-        from etl_pipeline.spark_jars import delta_packages, s3a_packages
-
-        if self.spark_master.startswith("sc://"):
-            return []
-        return delta_packages() + (s3a_packages() if self.lake_is_s3 else [])
-
     def describe(self) -> dict[str, str]:
         """The settings as strings safe to print: passwords in URLs and secret keys are redacted."""
         shown = {}

@@ -48,6 +48,7 @@ from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
 from etl_pipeline.resources.psql_io_manager import PostgresIOManager
 from etl_pipeline.resources.warehouse_input import arrow_schema
+from etl_pipeline.preflight import check_servers
 from etl_pipeline.retries import NETWORK_RETRY
 from etl_pipeline.run import QUIET, RunSummary, failure_message, summarize
 from etl_pipeline.seed import seed_source
@@ -470,19 +471,50 @@ def test_an_unreachable_source_fails_extraction_after_the_configured_retries_nam
     assert lake_files(lake) == []
 
 
-def test_covid_etl_run_with_the_source_down_names_it_and_runs_no_step(
+def test_covid_etl_run_with_every_server_down_names_each_at_once_and_runs_no_step(
     environment, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    port = free_port()  # nothing listens there
-    environment(SOURCE_DB_URL=f"mysql+pymysql://etl:{PASSWORD}@127.0.0.1:{port}/covid19")
+    """The preflight: four servers configured, none listening; one error naming each, before any step."""
+    source, warehouse, s3, spark = (free_port() for _ in range(4))  # nothing listens there
+    environment(SOURCE_DB_URL=f"mysql+pymysql://etl:{PASSWORD}@127.0.0.1:{source}/covid19",
+                WAREHOUSE_DB_URL=f"postgresql+psycopg2://etl:{PASSWORD}@127.0.0.1:{warehouse}/warehouse",
+                LAKE_URL="s3://lake", S3_ENDPOINT_URL=f"http://127.0.0.1:{s3}", AWS_ACCESS_KEY_ID="etl",
+                AWS_SECRET_ACCESS_KEY=PASSWORD, SPARK_MASTER=f"spark://127.0.0.1:{spark}")
 
     status = main(["run", "--data-dir", str(data_dir)])
 
     out, err = capsys.readouterr()
     assert (status, out) == (1, "")
-    assert err.startswith(f"covid-etl run: error: cannot connect to mysql+pymysql://etl:***@127.0.0.1:{port}/covid19: ")
-    assert PASSWORD not in err
+    lines = err.splitlines()
+    assert lines[0] == "covid-etl run: error: not started: 4 servers are not usable"
+    assert lines[1].startswith(f"  SOURCE_DB_URL: cannot connect to mysql+pymysql://etl:***@127.0.0.1:{source}/covid19: ")
+    assert lines[2].startswith(f"  WAREHOUSE_DB_URL: cannot connect to postgresql+psycopg2://etl:***@127.0.0.1:"
+                               f"{warehouse}/warehouse: ")
+    assert lines[3].startswith(f"  LAKE_URL s3://lake at http://127.0.0.1:{s3}: ") and "connect" in lines[3]
+    assert lines[4] == f"  SPARK_MASTER spark://127.0.0.1:{spark}: cannot connect to 127.0.0.1:{spark}: " \
+                       "[Errno 111] Connection refused"
+    assert len(lines) == 5 and "Traceback" not in err and PASSWORD not in err
     assert not (tmp_path / "etl_home" / "lake").exists()
+    assert not (tmp_path / "etl_home" / "dagster").exists()  # no run was started, not even recorded
+
+
+def test_verbose_adds_the_traceback(environment, data_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    environment(SPARK_MASTER=f"spark://127.0.0.1:{free_port()}")
+    assert main(["run", "--verbose", "--data-dir", str(data_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "PreflightError" in err
+    assert err.splitlines()[-2] == "covid-etl run: error: not started: one server is not usable"
+
+
+def test_the_preflight_passes_for_reachable_servers(
+    environment, mysql_url: str, postgres_url: str, s3: MotoS3
+) -> None:
+    """The same four checks against servers that answer (a Spark master is stood in for by a listening port)."""
+    with socket.create_server(("127.0.0.1", 0)) as spark:
+        environment(SOURCE_DB_URL=mysql_url, WAREHOUSE_DB_URL=postgres_url, LAKE_URL="s3://not-created-yet",
+                    S3_ENDPOINT_URL=s3.endpoint_url, AWS_ACCESS_KEY_ID="etl", AWS_SECRET_ACCESS_KEY=PASSWORD,
+                    SPARK_MASTER=f"spark://127.0.0.1:{spark.getsockname()[1]}")
+        check_servers(Settings.from_env())  # raises PreflightError naming any that failed
 
 
 class TableLock:
@@ -729,6 +761,7 @@ def test_a_country_renamed_mid_series_is_named_where_it_occurs_and_nothing_is_pu
     [not_run] = [line for line in attempt.out.splitlines() if line.startswith("  not run")]
     assert not_run.endswith(f", {PUBLISH_STEP}") and "gold__medical__covid19_daily_stats" in not_run
     assert "failure:" not in attempt.out  # the check failed, not a step: its own line says why
+    assert "Traceback" not in attempt.err  # an expected failure: the summary says it all (--verbose shows more)
 
 
 @pytest.fixture(scope="module")
@@ -772,6 +805,9 @@ def test_a_failed_extraction_runs_nothing_downstream_and_the_warehouse_stays(
     assert sorted(f.split(":")[0] for f in summary.failures) == [f"bronze__medical__{t}" for t in sorted(SOURCE_TABLES)]
     assert summary.published is False and summary.not_run[-1] == PUBLISH_STEP
     assert hashlib.sha256(Path(warehouse).read_bytes()).hexdigest() == before
+    rows = {line.split()[0]: line for line in summary.format().splitlines()}
+    for layer in ("bronze", "silver", "gold", "warehouse"):  # every layer of the run has its line, even when empty
+        assert rows[layer].split()[1:3] == ["0", "0"] and rows[layer].endswith("(nothing materialized)")
 
 
 @dataclass

@@ -215,3 +215,35 @@ def test_default_base_url_reads_the_environment(monkeypatch):
     assert default_base_url() == UPSTREAM_BASE_URL
     monkeypatch.setenv("COVID_DATA_BASE_URL", "http://mirror.example/covid")
     assert default_base_url() == "http://mirror.example/covid"
+
+
+# -- `covid-etl run --data-dir`: a named directory is the user's; nothing is downloaded into it unasked ----------
+def run_with_data_dir(data_dir: Path, upstream: Upstream, monkeypatch, capsys, *flags: str) -> tuple[int, str]:
+    from etl_pipeline.cli import main
+
+    monkeypatch.setenv("COVID_DATA_BASE_URL", upstream.base_url)
+    monkeypatch.setenv("ETL_HOME", str(data_dir.parent / "etl_home"))
+    status = main(["run", "--data-dir", str(data_dir), *flags])
+    return status, capsys.readouterr().err
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error_and_is_not_created(upstream, tmp_path, monkeypatch, capsys):
+    typo = tmp_path / "covid19-typo"
+    status, err = run_with_data_dir(typo, upstream, monkeypatch, capsys)
+    assert (status, err) == (1, f"covid-etl run: error: --data-dir {typo}: no such directory\n")
+    assert not typo.exists() and upstream.requests == []
+
+
+def test_a_data_dir_without_the_files_names_them_and_downloads_only_when_asked(upstream, tmp_path, monkeypatch,
+                                                                               capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, err = run_with_data_dir(empty, upstream, monkeypatch, capsys)
+    assert (status, err) == (1, f"covid-etl run: error: --data-dir {empty} lacks {', '.join(sorted(ALL_NAMES))}; "
+                                "add them, or add --download to download the published files into it\n")
+    assert list(empty.iterdir()) == [] and upstream.requests == []
+
+    from etl_pipeline.run import ensure_data
+
+    ensure_data(tmp_path / "new", download=True)  # what `--download` does before the run proper
+    assert missing_or_invalid(tmp_path / "new") == [] and len(upstream.requests) == len(DATASET_FILES)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from etl_pipeline.core.redaction import redact
+from etl_pipeline.definitions import build_resources
 from etl_pipeline.settings import Settings
 
 DEPLOYMENT_ENV = {
@@ -45,8 +46,7 @@ def test_empty_environment_gives_the_embedded_defaults_under_dot_etl(tmp_path: P
         spark_jars_ivy=Path.home() / ".cache" / "covid-etl" / "ivy",
         dagster_home=home / "dagster",
     )
-    assert not settings.lake_is_s3
-    [delta] = settings.spark_packages()  # Delta Lake only: a local lake needs no S3 connector
+    [delta] = build_resources(settings)["spark"].required_packages()  # Delta Lake only: a local lake needs no S3A
     assert delta.startswith("io.delta:delta-spark_2.13:")
 
 
@@ -81,11 +81,9 @@ def test_every_variable_is_honoured() -> None:
         covid_data_base_url="http://mirror.example.org/covid19",
         from_environment=frozenset(DEPLOYMENT_ENV),
     )
-    assert settings.lake_is_s3
-    delta, s3a = settings.spark_packages()  # Delta Lake and the S3A connector, at the Hadoop version pyspark bundles
+    spark = build_resources(settings)["spark"]
+    delta, s3a = spark.required_packages()  # Delta Lake and the S3A connector, at the Hadoop version pyspark bundles
     assert delta.startswith("io.delta:delta-spark_2.13:") and s3a.startswith("org.apache.hadoop:hadoop-aws:3.")
-    connect = Settings.from_env({**DEPLOYMENT_ENV, "SPARK_MASTER": "sc://spark-connect:15002"})
-    assert connect.spark_packages() == []  # the Connect server holds the jars, the client none
 
 
 def test_blank_variables_count_as_unset(tmp_path: Path) -> None:

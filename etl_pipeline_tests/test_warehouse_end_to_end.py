@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import shlex
 import sqlite3
+import subprocess
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 from deltalake import DeltaTable
 import pytest
@@ -60,6 +63,28 @@ def test_summary_covers_every_layer(embedded_run):
     assert lines["warehouse"][1] == "6" and lines["warehouse"][5] == "0"
     assert lines["gold"][4:6] == ["2", "0"]  # two data-quality warnings (decreases, negatives); nothing failed
     assert "SUCCESS" in result.stdout
+
+
+def test_summary_says_where_the_output_landed_and_what_to_do_next(embedded_run):
+    home, result = embedded_run
+    out = result.stdout.splitlines()
+    tail = out[out.index("output:"):]
+    [run_id] = [run.run_id for run in dg.DagsterInstance.from_config(str(home / "dagster")).get_runs(limit=1)]
+    assert tail[:4] == [
+        "output:",
+        f"  lake:        {home / 'lake'}  (Delta tables; versions: covid-etl lake history gold.covid19_daily_stats)",
+        f"  warehouse:   sqlite:///{home / 'warehouse.db'}",
+        f"  run history: {home / 'dagster'}  (run {run_id})",
+    ]
+    assert tail[4:7] == [
+        "next:",
+        f"  ETL_HOME={home} covid-etl dashboard   (the spread map and the study at http://127.0.0.1:8050)",
+        f"  DAGSTER_HOME={home / 'dagster'} dagster dev -h 127.0.0.1 -p 3000   (this run, its checks and step logs at "
+        "http://127.0.0.1:3000)",
+    ]
+    query = tail[7].strip()
+    assert query == f'sqlite3 {home / "warehouse.db"} "SELECT COUNT(*) FROM covid19_daily_stats"'
+    assert subprocess.run(shlex.split(query), capture_output=True, text=True, check=True).stdout == "35156\n"
 
 
 def test_daily_stats_is_the_time_series_with_country_attributes(embedded_run, csv):

@@ -46,6 +46,17 @@ def commit_rows(commit: Mapping[str, Any]) -> int | None:
     return None
 
 
+def own_commit(table: DeltaTable, run_id: str | None, depth: int = 20) -> dict[str, Any]:
+    """The newest commit among the table's last ``depth`` whose run id is ``run_id`` (the commit a writer just
+    made, even if another writer committed after it); the latest commit when ``run_id`` is ``None`` (a write
+    outside Dagster). Raises ``RuntimeError`` naming the run when none of them is the run's."""
+    commits = table.history(1 if run_id is None else depth)
+    for commit in commits:
+        if run_id is None or commit.get(RUN_ID_KEY) == run_id:
+            return commit
+    raise RuntimeError(f"none of the last {len(commits)} commits of {table.table_uri} is run {run_id}'s")
+
+
 def history(table: DeltaTable) -> list[dict[str, Any]]:
     """One row per version, newest first: version, time (UTC), operation, rows written, Dagster run id."""
     rows = []

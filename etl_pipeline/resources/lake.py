@@ -51,8 +51,13 @@ class LakeResource(dg.ConfigurableResource):
 
     def spark_uri(self, key_path: Sequence[str]) -> str:
         """The same table as Spark addresses it: ``s3a://`` (Hadoop's S3 connector) for an S3 lake."""
-        uri = self.table_uri(key_path)
-        return "s3a://" + uri[len("s3://"):] if self.is_s3 else uri
+        return self.spark_uri_of(self.table_uri(key_path))
+
+    @staticmethod
+    def spark_uri_of(uri: str) -> str:
+        """A lake URI (``s3://...``, a local path or ``file://`` URI) as Spark addresses it: ``s3://`` becomes
+        ``s3a://``."""
+        return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
     def where(self, uri: str) -> str:
         """Where ``uri`` is, for error messages (no credential)."""

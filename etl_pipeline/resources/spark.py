@@ -45,7 +45,7 @@ from etl_pipeline.resources.spark_conf import (
     resolve_conf_file,
     session_conf,
 )
-from etl_pipeline.spark_jars import JarsUnavailable, delta_packages, ivy_dir, unavailable_message
+from etl_pipeline.spark_jars import JarsUnavailable, delta_packages, ivy_dir, s3a_packages, unavailable_message
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession as ClassicSession
@@ -139,10 +139,10 @@ class SparkSessionResource(dg.ConfigurableResource):
         default=None,
         description="spark-defaults.conf (SPARK_DEFAULTS_CONF); default: the repository's spark-defaults.conf",
     )
-    packages: list[str] = Field(
-        default_factory=delta_packages,
-        description="Maven coordinates Spark resolves at start: Delta Lake (the default: every lake table is a "
-        "Delta table, and a JVM takes jars only when it starts), plus the S3A connector for an s3:// lake",
+    packages: list[str] | None = Field(
+        default=None,
+        description="Maven coordinates Spark resolves at start; default (required_packages): Delta Lake, plus the "
+        "S3A connector when the lake is on S3",
     )
     ivy_dir: str | None = Field(default=None, description="Ivy cache of those jars; default: SPARK_JARS_IVY")
     app_name: str = "covid19-etl"
@@ -152,10 +152,19 @@ class SparkSessionResource(dg.ConfigurableResource):
         "$XDG_CACHE_HOME/covid-etl (written by the first run)",
     )
 
+    def required_packages(self) -> list[str]:
+        """``packages`` if given, else Delta Lake (every lake table is a Delta table, and a JVM takes jars only when
+        it starts, so every session of a process carries it) plus the S3A connector for an ``s3://`` lake. A
+        Spark Connect client loads none whatever this says: the server holds them (:func:`jars_conf`)."""
+        if self.packages is not None:
+            return list(self.packages)
+        return delta_packages() + (s3a_packages() if self.lake is not None and self.lake.is_s3 else [])
+
     def conf(self) -> dict[str, str]:
         path = resolve_conf_file(self.conf_file)
         defaults = parse_spark_defaults(path.read_text()) if path else {}
-        return session_conf(self.master, defaults, jars_conf(self.master, self.packages, self.ivy_dir or ivy_dir()),
+        jars = jars_conf(self.master, self.required_packages(), self.ivy_dir or ivy_dir())
+        return session_conf(self.master, defaults, jars,
                             self.lake.s3a_conf() if self.lake else None)
 
     def get_session(self) -> AnySparkSession:

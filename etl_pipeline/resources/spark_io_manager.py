@@ -17,14 +17,16 @@ Storage contract
   written, as a Markdown table.
 """
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 from pyspark.sql import DataFrame
+from deltalake import DeltaTable
 from pyspark.sql.types import StructType
 
-from etl_pipeline.resources.delta_lake import VERSION_KEY, commit_rows, open_table, recorded_version, vacuum
+from etl_pipeline.resources.delta_lake import VERSION_KEY, commit_rows, open_table, own_commit, recorded_version, vacuum
 from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.resources.spark import SparkSessionResource
 
@@ -70,13 +72,15 @@ class SparkIOManager(dg.ConfigurableIOManager):
         (obj.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
          .option("userMetadata", context.run_id).save(spark_uri))
         table = open_table(target, self.lake.storage_options())
-        version = table.version()
-        preview = table.to_pyarrow_dataset().head(PREVIEW_ROWS).to_pylist()  # delta-rs: no Spark job
+        commit = own_commit(table, context.run_id)
+        written = table if commit["version"] == table.version() else open_table(target, self.lake.storage_options(),
+                                                                                 commit["version"])
+        preview = written.to_pyarrow_dataset().head(PREVIEW_ROWS).to_pylist()  # delta-rs: no Spark job
         vacuum(table, self.lake.retention_hours)
         context.add_output_metadata(
             {
-                VERSION_KEY: version,
-                "dagster/row_count": dg.MetadataValue.int(commit_rows(table.history(1)[0]) or 0),
+                VERSION_KEY: commit["version"],
+                "dagster/row_count": dg.MetadataValue.int(commit_rows(commit) or 0),
                 "dagster/column_schema": dg.MetadataValue.table_schema(table_schema(obj.schema)),
                 "path": dg.MetadataValue.path(target),
                 "preview": dg.MetadataValue.md(markdown_table(obj.columns, [[r[c] for c in obj.columns] for r in preview])),
@@ -84,12 +88,26 @@ class SparkIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
-        """The recorded version; read as the table's latest (Delta's cached snapshot, no time travel) when it is
-        the latest, which is the common case."""
-        path = self.lake.spark_uri(context.asset_key.path)
-        reader = self.spark.get_session().read.format("delta")
-        version = recorded_version(context)
-        if version is not None and version == open_table(self.lake.table_uri(context.asset_key.path),
-                                                         self.lake.storage_options()).version():
-            version = None
-        return (reader if version is None else reader.option("versionAsOf", version)).load(path)
+        """The version the upstream materialization recorded (else the latest), as :func:`read_version` reads it."""
+        table = open_table(self.lake.table_uri(context.asset_key.path), self.lake.storage_options(),
+                           recorded_version(context))
+        return read_version(self.spark.get_session(), table, self.lake)
+
+
+def read_version(spark: Any, table: DeltaTable, lake: LakeResource) -> DataFrame:
+    """The Spark DataFrame of ``table`` at the version it was opened at (delta-rs).
+
+    delta-rs has already resolved which Parquet files make that version (its log replay is in-process, in
+    milliseconds). A table that asks nothing of its readers beyond Parquet (reader protocol 1: no deletion
+    vectors, no column mapping) and has no partition columns is exactly those files, so Spark reads them with the
+    table's schema; Delta Lake for Spark would replay the log again in Spark jobs (about a second per new version
+    and a file-filtering job per read on this project's small tables). Any other table is read by Delta Lake for
+    Spark, time-travelling to the same version.
+    """
+    schema = StructType.fromJson(json.loads(table.schema().to_json()))
+    plain = table.protocol().min_reader_version == 1 and not table.metadata().partition_columns
+    if not plain:
+        return (spark.read.format("delta").option("versionAsOf", table.version())
+                .load(lake.spark_uri_of(table.table_uri)))
+    files = [lake.spark_uri_of(uri) for uri in table.file_uris()]
+    return spark.read.schema(schema).parquet(*files) if files else spark.createDataFrame([], schema)

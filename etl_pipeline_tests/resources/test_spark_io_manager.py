@@ -29,7 +29,8 @@ from pyspark.sql.types import DateType, LongType, StringType, StructField, Struc
 from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.resources.spark import SparkSessionResource
 from etl_pipeline.resources.spark_conf import REPO_SPARK_DEFAULTS, parse_spark_defaults
-from etl_pipeline.resources.spark_io_manager import SparkIOManager, markdown_table
+from etl_pipeline.resources.delta_lake import open_table
+from etl_pipeline.resources.spark_io_manager import SparkIOManager, markdown_table, read_version
 from etl_pipeline.spark_jars import classpath_conf, delta_packages
 from etl_pipeline_tests.conftest import REPO_ROOT, MotoS3, unavailable
 from etl_pipeline_tests.spark_servers import TEST_SPARK_CONF, ConnectServer, write_spark_defaults
@@ -167,6 +168,36 @@ def test_reads_the_delta_table_delta_rs_writes_for_bronze(spark_resource, tmp_pa
         ("date", DateType(), True), ("deaths", LongType(), True), ("country", StringType(), True)
     ]
     assert sorted((tuple(r) for r in df.collect()), key=repr) == sorted(zip(dates, deaths, names), key=repr)
+
+
+def test_plain_tables_are_read_as_their_parquet_files_and_others_through_delta(spark_resource, tmp_path: Path) -> None:
+    """A table that needs nothing beyond Parquet is read as the files delta-rs lists for the version; a partitioned
+    table, or one with deletion vectors (rows deleted without rewriting a file), through Delta Lake for Spark, at
+    the same version."""
+    spark = spark_resource.get_session()
+    lake = LakeResource(url=str(tmp_path / "lake"))
+    rows = [(day, country, day * 10) for day in range(1, 4) for country in ("A", "B")]
+    df = spark.createDataFrame(rows, "day INT, country STRING, confirmed LONG")
+    plain, partitioned, deleted = (lake.table_uri(["silver", "medical", name]) for name in ("plain", "parts", "dv"))
+    df.write.format("delta").save(plain)
+    df.write.format("delta").partitionBy("country").save(partitioned)
+    (df.write.format("delta").option("delta.enableDeletionVectors", "true").save(deleted))
+    spark.sql(f"DELETE FROM delta.`{deleted}` WHERE country = 'B'")  # version 1: a deletion vector, no rewrite
+
+    def read(uri: str, version: int | None = None) -> tuple[list[str], list[tuple]]:
+        frame = read_version(spark, open_table(uri, version=version), lake)
+        return frame.columns, sorted(tuple(r) for r in frame.collect())
+
+    assert read(plain) == (["day", "country", "confirmed"], sorted(rows))
+    assert "Delta" not in spark_plan(read_version(spark, open_table(plain), lake))  # plain Parquet files
+    assert read(partitioned) == (["day", "country", "confirmed"], sorted(rows))
+    assert read(deleted) == (["day", "country", "confirmed"], sorted(r for r in rows if r[1] == "A"))
+    assert read(deleted, version=0) == (["day", "country", "confirmed"], sorted(rows))
+    assert open_table(deleted).protocol().min_reader_version == 3  # the case the Parquet path must not take
+
+
+def spark_plan(frame: DataFrame) -> str:
+    return frame._jdf.queryExecution().toString()
 
 
 def _write(io_manager: SparkIOManager, key: list[str], df: DataFrame) -> dg.OutputContext:
