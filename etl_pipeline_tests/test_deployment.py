@@ -291,11 +291,11 @@ def test_the_workspace_points_at_the_code_location_service(resolved: dict) -> No
     server = entry["grpc_server"]
     code = resolved["services"]["dagster-code"]
     command = code["command"]
-    tool = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dagster"]
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"]
     assert server["host"] == code["hostname"] == "dagster-code"
     assert str(server["port"]) == command[command.index("-p") + 1]
-    assert server["location_name"] == tool["code_location_name"]
-    assert command[command.index("-m") + 1] == tool["module_name"]
+    assert server["location_name"] == project["code_location_name"]
+    assert command[command.index("-m") + 1] == project["code_location_target_module"]
     for name in ("dagster-webserver", "dagster-daemon"):
         assert "/opt/dagster/home/workspace.yaml" in resolved["services"][name]["command"]
 
