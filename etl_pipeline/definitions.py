@@ -1,4 +1,5 @@
-"""The Dagster code location: every asset, check, job, schedule, sensor and resource, in one place.
+"""The Dagster code location: every asset, check, job, schedule, sensor and resource, in one place (``defs``, which
+``dg`` and ``dagster dev`` load through [tool.dg] in pyproject.toml).
 
 Assets run in one process (``in_process_executor``) so that all Spark steps of a run share one Spark
 session instead of starting a JVM per step (see resources/spark.py).
@@ -16,6 +17,7 @@ from etl_pipeline.assets.gold import gold_assets, gold_checks
 from etl_pipeline.assets.silver import silver_assets, silver_checks
 from etl_pipeline.assets.source import source_assets
 from etl_pipeline.assets.warehouse import warehouse_assets
+from etl_pipeline.core.engines import backend
 from etl_pipeline.resources.lake import lake_from_settings
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
 from etl_pipeline.resources.mysql_io_manager import MySQLIOManager
@@ -46,8 +48,24 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 ALL_ASSETS_JOB = "covid19_etl_job"
-#: Tag of every run of the whole-platform job; deploy/dagster.yaml lets one such run execute at a time.
-WRITES_TAG = "covid19/writes"
+
+
+def database_kind(url: str) -> str:
+    """The asset kind of the database at ``url`` (``sqlite``, ``mysql``, ``postgres``): the UI shows the storage that
+    the loaded configuration really uses."""
+    name = backend(url)
+    return "postgres" if name == "postgresql" else name
+
+
+def with_kind(kind: str, assets: list) -> list:
+    return dg.map_asset_specs(lambda spec: spec.merge_attributes(kinds={kind}), assets)
+
+
+def schedule_status(settings: Settings) -> dg.DefaultScheduleStatus:
+    """The daily refresh runs by default only when deployed (a source database server, not a SQLite file): someone
+    trying the UI embedded would otherwise start a full run by leaving it open past 01:00 UTC."""
+    embedded = backend(settings.source_db_url) == "sqlite"
+    return dg.DefaultScheduleStatus.STOPPED if embedded else dg.DefaultScheduleStatus.RUNNING
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -55,16 +73,17 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     everything = dg.define_asset_job(
         ALL_ASSETS_JOB, selection=dg.AssetSelection.all(),
         description="Every asset of the platform, source database to warehouse, with all asset checks.",
-        tags={WRITES_TAG: "lake-and-warehouse"},
     )
+    source_kind, warehouse_kind = database_kind(settings.source_db_url), database_kind(settings.warehouse_db_url)
     return dg.Definitions(
-        assets=[*source_assets, *bronze_assets, *silver_assets, *gold_assets, *warehouse_assets],
+        assets=[*with_kind(source_kind, [*source_assets, *bronze_assets]), *silver_assets, *gold_assets,
+                *with_kind(warehouse_kind, warehouse_assets)],
         asset_checks=[*silver_checks, *gold_checks],
         jobs=[everything],
         schedules=[dg.ScheduleDefinition(
             name="daily_refresh", job=everything, cron_schedule="0 1 * * *", execution_timezone="UTC",
             description="Refresh the whole platform every day at 01:00 UTC.",
-            default_status=dg.DefaultScheduleStatus.RUNNING,
+            default_status=schedule_status(settings),
         )],
         sensors=[alert_on_run_failure],
         resources=build_resources(settings),

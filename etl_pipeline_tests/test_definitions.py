@@ -1,4 +1,5 @@
-"""The whole code location loads: the module-level ``defs`` and one built from explicit settings."""
+"""The whole code location loads: the module-level ``defs`` and one built from explicit settings, whose databases'
+kinds and the daily schedule's default status follow that configuration."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def check_source_and_bronze(defs: dg.Definitions) -> None:
     assert {"mysql_io_manager", "minio_io_manager"} <= set(defs.resources)
 
 
+def database_kinds(defs: dg.Definitions) -> dict[str, set[str]]:
+    """The database kinds shown per layer (the lake's kinds, delta and pyspark, are fixed)."""
+    graph = defs.resolve_asset_graph()
+    kinds: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        kinds.setdefault(key.path[0], set()).update(set(graph.get(key).kinds) - {"delta", "pyspark"})
+    return kinds
+
+
 def test_the_module_level_definitions_load() -> None:
     check_source_and_bronze(etl_pipeline.definitions.defs)
 
@@ -46,6 +56,7 @@ def test_definitions_built_from_deployment_settings(monkeypatch: pytest.MonkeyPa
     env = {
         "ETL_HOME": str(tmp_path),
         "SOURCE_DB_URL": "mysql+pymysql://etl:db-secret@mysql:3306/covid19",
+        "WAREHOUSE_DB_URL": "postgresql+psycopg2://etl:db-secret@postgres:5432/warehouse",
         "LAKE_URL": "s3://warehouse",
         "S3_ENDPOINT_URL": "http://minio:9000",
         "AWS_ACCESS_KEY_ID": "minio",
@@ -62,12 +73,21 @@ def test_definitions_built_from_deployment_settings(monkeypatch: pytest.MonkeyPa
     # secrets are resolved from the environment at run time, never held in the definitions
     assert isinstance(mysql.url, dg.EnvVar) and mysql.url.env_var_name == "SOURCE_DB_URL"
     assert isinstance(minio.lake.aws_secret_access_key, dg.EnvVar)
+    assert database_kinds(defs) == {"source": {"mysql"}, "bronze": {"mysql"}, "silver": set(), "gold": set(),
+                                    "warehouse": {"postgres"}}
+    # deployed, the daemon runs the daily refresh from the start
+    assert defs.resolve_schedule_def("daily_refresh").default_status == dg.DefaultScheduleStatus.RUNNING
 
 
 def test_definitions_built_from_embedded_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("SOURCE_DB_URL", "LAKE_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    for name in ("SOURCE_DB_URL", "WAREHOUSE_DB_URL", "LAKE_URL", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)
     defs = build_definitions(Settings.from_env({"ETL_HOME": str(tmp_path)}))
     check_source_and_bronze(defs)
     assert defs.resources["mysql_io_manager"].url == f"sqlite:///{tmp_path}/source.db"
     assert defs.resources["minio_io_manager"].lake.url == f"{tmp_path}/lake"
+    assert database_kinds(defs) == {"source": {"sqlite"}, "bronze": {"sqlite"}, "silver": set(), "gold": set(),
+                                    "warehouse": {"sqlite"}}
+    # embedded, someone trying the UI does not start a full run by leaving it open past 01:00 UTC
+    assert defs.resolve_schedule_def("daily_refresh").default_status == dg.DefaultScheduleStatus.STOPPED

@@ -31,7 +31,6 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from etl_pipeline.definitions import WRITES_TAG
 from etl_pipeline.resources.spark_conf import parse_spark_defaults, resolve_conf_file
 from etl_pipeline.spark_jars import DELTA_CONF, s3a_packages
 from etl_pipeline_tests.conftest import REPO_ROOT, deployment_roles, psql_script, unavailable
@@ -291,11 +290,11 @@ def test_the_workspace_points_at_the_code_location_service(resolved: dict) -> No
     server = entry["grpc_server"]
     code = resolved["services"]["dagster-code"]
     command = code["command"]
-    tool = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dagster"]
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"]
     assert server["host"] == code["hostname"] == "dagster-code"
     assert str(server["port"]) == command[command.index("-p") + 1]
-    assert server["location_name"] == tool["code_location_name"]
-    assert command[command.index("-m") + 1] == tool["module_name"]
+    assert server["location_name"] == project["code_location_name"]
+    assert command[command.index("-m") + 1] == project["code_location_target_module"]
     for name in ("dagster-webserver", "dagster-daemon"):
         assert "/opt/dagster/home/workspace.yaml" in resolved["services"][name]["command"]
 
@@ -407,6 +406,7 @@ def test_the_read_only_script_stops_before_any_change_when_a_value_is_missing(
 
 def test_the_dagster_instance_keeps_everything_in_postgres(postgres_url: str, tmp_path: Path, monkeypatch) -> None:
     from dagster import DagsterInstance
+    from dagster._core.instance.config import PoolGranularity
     from dagster._core.instance.ref import InstanceRef
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import (
@@ -432,10 +432,13 @@ def test_the_dagster_instance_keeps_everything_in_postgres(postgres_url: str, tm
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
-        queue = instance.get_concurrency_config().run_queue_config
-        assert queue.max_concurrent_runs == 2
-        assert [(limit["key"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [
-            ("dagster/backfill", 1), (WRITES_TAG, 1)]
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.run_queue_config.max_concurrent_runs == 2
+        assert [(limit["key"], limit["limit"]) for limit in concurrency.run_queue_config.tag_concurrency_limits] == [
+            ("dagster/backfill", 1)]
+        # one run at a time holds the writers' pool (WRITES_POOL, the only pool), however it was launched
+        assert concurrency.pool_config.pool_granularity == PoolGranularity.RUN
+        assert concurrency.pool_config.default_pool_limit == 1
         assert not instance.telemetry_enabled
         assert instance.get_runs_count() == 0
     finally:
@@ -443,6 +446,42 @@ def test_the_dagster_instance_keeps_everything_in_postgres(postgres_url: str, tm
     engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
     assert {"runs", "event_logs", "jobs"} <= set(sa.inspect(engine).get_table_names())  # created in *this* database
     engine.dispose()
+
+
+def test_a_run_that_writes_waits_in_the_queue_while_another_holds_the_pool(tmp_path: Path) -> None:
+    """deploy/dagster.yaml's concurrency settings, judged as the daemon's queue judges a queued run: "Materialize all"
+    in the UI (the implicit asset job) waits while a run of the job (e.g. the daily schedule) is in progress, and
+    goes once that run has ended."""
+    import dagster as dg
+    from dagster._core.execution.api import create_execution_plan
+    from dagster._core.op_concurrency_limits_counter import GlobalOpConcurrencyLimitsCounter
+    from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+
+    from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
+    from etl_pipeline.settings import Settings
+
+    concurrency = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["concurrency"]
+    defs = build_definitions(Settings.from_env({"ETL_HOME": str(tmp_path)}))
+    with dg.instance_for_test(overrides={"concurrency": concurrency}) as instance:
+
+        def run_of(job: dg.JobDefinition, status: dg.DagsterRunStatus | None = None) -> dg.DagsterRun:
+            return instance.create_run_for_job(job, execution_plan=create_execution_plan(job), status=status)
+
+        def waits(run: dg.DagsterRun) -> bool:
+            storage = instance.event_log_storage
+            return GlobalOpConcurrencyLimitsCounter(
+                instance, [run], instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES)),
+                concurrency_keys=storage.get_concurrency_keys(), pool_limits=storage.get_pool_limits(),
+                pool_granularity=instance.get_concurrency_config().pool_config.pool_granularity,
+            ).is_blocked(run)
+
+        # judged as the queue judges it (a run queued from the UI also carries the UI's code location origin)
+        materialize_all = run_of(defs.resolve_implicit_global_asset_job_def())
+        assert not waits(materialize_all)  # nothing in progress (this first look sets the pool's limit: 1)
+        scheduled = run_of(defs.resolve_job_def(ALL_ASSETS_JOB), dg.DagsterRunStatus.STARTED)
+        assert waits(materialize_all)
+        instance.report_run_failed(scheduled)
+        assert not waits(materialize_all)
 
 
 # --------------------------------------------------------------------------------------------- image

@@ -59,9 +59,10 @@ from deltalake import DeltaTable
 import sqlalchemy as sa
 import yaml
 
+from etl_pipeline.assets import WRITES_POOL
 from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES, WarehouseTable
-from etl_pipeline.definitions import ALL_ASSETS_JOB, WRITES_TAG
+from etl_pipeline.definitions import ALL_ASSETS_JOB
 from etl_pipeline.resources.spark_conf import REPO_SPARK_DEFAULTS, parse_spark_defaults
 from etl_pipeline.spark_jars import classpath_conf, project_packages
 from etl_pipeline_tests.conftest import (
@@ -635,8 +636,8 @@ def assert_same_warehouse(warehouse: dict[str, pd.DataFrame], reference: dict[st
 
 
 def assert_recorded_in_postgres(stack: Stack, reference: Reference) -> None:
-    """Every run of the stack is in its Postgres storage: SUCCESS, tagged, the same rows per asset and the same
-    outcome (and metadata) of every asset check as the embedded run."""
+    """Every run of the stack is in its Postgres storage: SUCCESS, holding the writers' pool, the same rows per asset
+    and the same outcome (and metadata) of every asset check as the embedded run."""
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
     expected = reference.run_record()
@@ -648,7 +649,7 @@ def assert_recorded_in_postgres(stack: Stack, reference: Reference) -> None:
         for run in stack.runs:
             record = run_record(instance, run.run_id)
             assert record.status == "SUCCESS"
-            assert record.tags[WRITES_TAG] == "lake-and-warehouse"
+            assert instance.get_run_by_id(run.run_id).run_op_concurrency.all_pools == {WRITES_POOL}
             assert record.row_counts == expected.row_counts
             assert record.checks == expected.checks
     # ... and physically in the stack's own Dagster database, as its own user

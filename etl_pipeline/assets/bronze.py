@@ -8,6 +8,7 @@ import dagster as dg
 import pyarrow as pa
 
 from etl_pipeline.asset_keys import asset_key
+from etl_pipeline.assets import WRITES_POOL
 from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.retries import NETWORK_RETRY
 
@@ -18,7 +19,8 @@ def _bronze_asset(table: str) -> dg.AssetsDefinition:
         ins={"source": dg.AssetIn(key=asset_key("source", table))},
         io_manager_key="minio_io_manager",
         group_name="bronze",
-        kinds={"mysql", "delta"},
+        kinds={"delta"},  # and the source database's kind, added by definitions.py from the settings
+        pool=WRITES_POOL,
         description=f"`{table}` extracted from the source database to a Delta table in the lake, typed, nothing dropped.",
         retry_policy=NETWORK_RETRY,
     )

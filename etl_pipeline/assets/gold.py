@@ -12,12 +12,14 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from etl_pipeline.asset_keys import asset_key
+from etl_pipeline.assets import WRITES_POOL
 from etl_pipeline.assets.checks import KeyChecks, finding, finding_result, findings_by, key_checks, table_step_name
 from etl_pipeline.assets.silver import silver_in
 from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline.transforms import gold, quality
 
-SPARK = {"group_name": "gold", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "delta"}}
+SPARK = {"group_name": "gold", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "delta"},
+         "pool": WRITES_POOL}
 
 
 def gold_in(table: str) -> dg.AssetIn:

@@ -10,13 +10,15 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from etl_pipeline.asset_keys import asset_key
+from etl_pipeline.assets import WRITES_POOL
 from etl_pipeline.assets.checks import KeyChecks, finding, finding_result, key_checks, table_step_name
 from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.resources.spark import SparkSessionResource
 from etl_pipeline.transforms import quality, silver
 from etl_pipeline.transforms.countries import REFERENCE_FILE, country_reference_df, worldometer_spellings_df
 
-SPARK = {"group_name": "silver", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "delta"}}
+SPARK = {"group_name": "silver", "io_manager_key": "spark_io_manager", "kinds": {"pyspark", "delta"},
+         "pool": WRITES_POOL}
 
 
 def bronze_in(table: str) -> dg.AssetIn:

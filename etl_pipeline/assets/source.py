@@ -31,8 +31,7 @@ def column_schema(schema: TableSchema) -> dg.TableSchema:
 source_assets = [
     dg.AssetSpec(
         key=asset_key("source", name),
-        group_name="source",
-        kinds={"mysql"},
+        group_name="source",  # kind: the source database's, added by definitions.py from the settings
         description=f"{_DESCRIPTIONS[name]} Loaded from {schema.file_name} by `covid-etl seed`.",
         metadata={"dagster/column_schema": column_schema(schema), "dagster/table_name": name},
     ).with_io_manager_key("mysql_io_manager")

@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow as pa
 
 from etl_pipeline.asset_keys import asset_key
+from etl_pipeline.assets import WRITES_POOL
 from etl_pipeline.assets.gold import gold_checks
 from etl_pipeline.assets.silver import silver_checks
 from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
@@ -37,8 +38,8 @@ AUDITED = sorted({spec.asset_key for checks in (*silver_checks, *gold_checks) fo
 @dg.multi_asset(
     name=PUBLISH_STEP,
     specs=[
-        dg.AssetSpec(
-            asset_key("warehouse", table), deps=[_GOLD[table], *AUDITED], group_name="warehouse", kinds={"postgres"},
+        dg.AssetSpec(  # kind: the warehouse database's, added by definitions.py from the settings
+            asset_key("warehouse", table), deps=[_GOLD[table], *AUDITED], group_name="warehouse",
             description=f"{WAREHOUSE_TABLES[table].comment} Warehouse table `{table}`, published with the other "
             "warehouse tables in one transaction once every blocking check of the run passed.",
         )
@@ -46,6 +47,7 @@ AUDITED = sorted({spec.asset_key for checks in (*silver_checks, *gold_checks) fo
     ],
     ins={table: dg.AssetIn(key=key, input_manager_key="minio_io_manager") for table, key in _GOLD.items()},
     can_subset=False,
+    pool=WRITES_POOL,
     retry_policy=NETWORK_RETRY,
 )
 def publish_warehouse(psql_io_manager: PostgresIOManager,

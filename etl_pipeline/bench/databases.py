@@ -13,14 +13,10 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from etl_pipeline.core.engines import describe_url, get_engine
+from etl_pipeline.core.engines import backend, describe_url, get_engine
 
 #: The database an admin connection opens on each server (PostgreSQL needs one; MySQL does not).
 _ADMIN_DATABASE = {"postgresql": "postgres", "mysql": None}
-
-
-def backend(url: str) -> str:
-    return sa.make_url(url).get_backend_name()
 
 
 def describe(url: str) -> str:

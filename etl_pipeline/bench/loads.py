@@ -11,11 +11,11 @@ import sqlalchemy as sa
 
 from etl_pipeline.asset_keys import asset_key
 from etl_pipeline.bench.baselines import extract_with_read_sql_query, to_sql_multi
-from etl_pipeline.bench.databases import backend, describe, scratch_database
+from etl_pipeline.bench.databases import describe, scratch_database
 from etl_pipeline.bench.floor import gold_from_files
 from etl_pipeline.bench.report import Result, Target
 from etl_pipeline.bench.timing import interleaved
-from etl_pipeline.core.engines import get_engine
+from etl_pipeline.core.engines import backend, get_engine
 from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline.core.warehouse_model import warehouse_table
 from etl_pipeline.resources.lake import LakeResource

@@ -41,6 +41,11 @@ def get_engine(url: str) -> sa.Engine:
     return sa.create_engine(parsed, connect_args=_connect_args(parsed), pool_pre_ping=True)
 
 
+def backend(url: str) -> str:
+    """The database behind ``url``: ``sqlite``, ``mysql`` or ``postgresql``."""
+    return sa.make_url(url).get_backend_name()
+
+
 def describe_url(url: str) -> str:
     return redact(sa.make_url(url).render_as_string(hide_password=True))
 
