@@ -38,6 +38,7 @@ import argparse
 import hashlib
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -168,12 +169,15 @@ def classpath_conf(packages: Sequence[str], ivy: Path | str) -> dict[str, str]:
     package). Raises :class:`JarsUnavailable` naming ``covid-etl fetch-jars`` when they were not fetched."""
     if not packages:
         return {}
+    covering = []
     for manifest in sorted(Path(ivy).glob("classpath-*.txt")):
         header, *jars = manifest.read_text().splitlines() or [""]
         if set(packages) <= set(header.removeprefix("# ").split(",")) and jars and all(Path(j).is_file() for j in jars):
-            classpath = ":".join(jars)
-            return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath,
-                    **delta_conf(packages)}
+            covering.append(jars)
+    if covering:  # the fewest jars: a Delta-only session does without the S3 connector's 655 MB SDK
+        classpath = ":".join(min(covering, key=len))
+        return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath,
+                **delta_conf(packages)}
     raise JarsUnavailable(f"the jars of {', '.join(packages)} are not in the cache {ivy} (no classpath-*.txt "
                           "lists them all).\nThe cache must be the same directory on the driver and the workers.\n"
                           + FETCH_HINT)
@@ -186,7 +190,11 @@ def fetch_jars(packages: Sequence[str], ivy: Path) -> list[Path]:
     Raises :class:`JarsUnavailable` with Spark's own resolution error when a package cannot be resolved.
     """
     from py4j.protocol import Py4JJavaError
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
+
+    if SparkContext._gateway is not None:  # its JVM resolved its packages when it started; it would list those
+        raise RuntimeError("fetch_jars needs a process without a Spark JVM: one set of packages per process")
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     ivy.mkdir(parents=True, exist_ok=True)
@@ -213,11 +221,19 @@ def unavailable_message(packages: Sequence[str], ivy: Path | str, cause: BaseExc
 
 
 def fetch_report(ivy: Path) -> str:
-    """Fetch every package this project may need into ``ivy``; a few lines saying what is cached where."""
-    packages = project_packages()
-    jars = fetch_jars(packages, ivy)
-    total = sum(j.stat().st_size for j in jars if j.exists())
-    lines = [f"{', '.join(packages)}: {len(jars)} jar(s), {total / 1e6:,.1f} MB, cached in {ivy}"]
+    """Fetch every package this project may need into ``ivy``, with a class-path manifest for a local lake's
+    sessions (Delta Lake only) and one for an S3 lake's (plus the S3A connector); a few lines saying what is
+    cached where."""
+    lines = []
+    for packages in (delta_packages(), project_packages()):
+        # A JVM resolves packages only when it starts: each set in a JVM (and a process) of its own.
+        done = subprocess.run([sys.executable, __file__, "--ivy", str(ivy), "--packages", ",".join(packages)],
+                              capture_output=True, text=True, env={"SPARK_LOCAL_IP": "127.0.0.1", **os.environ})
+        if done.returncode != 0:
+            raise JarsUnavailable(done.stderr.strip().removeprefix("fetch-jars: error: "))
+        jars = [Path(line) for line in manifest_path(packages, ivy).read_text().splitlines()[1:]]
+        total = sum(j.stat().st_size for j in jars if j.exists())
+        lines.append(f"{', '.join(packages)}: {len(jars)} jar(s), {total / 1e6:,.1f} MB, cached in {ivy}")
     return "\n".join(lines + [f"  {jar.name}" for jar in jars])
 
 
@@ -228,10 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--append-to", type=Path, metavar="SPARK_DEFAULTS_CONF",
                         help="then put the jars on the driver and executor class path in this spark-defaults.conf, "
                         "so that every spark-submit of an image (the Connect server) and its executors load them")
+    parser.add_argument("--packages", help=argparse.SUPPRESS)  # fetch_report: one set of packages, this JVM
     args = parser.parse_args(argv)
     ivy = args.ivy or ivy_dir()
     try:
-        print(fetch_report(ivy))
+        if args.packages is None:
+            print(fetch_report(ivy))
+        else:
+            fetch_jars(args.packages.split(","), ivy)
     except (JarsUnavailable, FileNotFoundError, ValueError) as exc:
         print(f"fetch-jars: error: {exc}", file=sys.stderr)
         return 1

@@ -306,10 +306,10 @@ def deployment_roles(server_url: str, prefix: str = "") -> Iterator[dict[str, st
 def spark_jars() -> Path:
     """The Ivy cache holding the Delta and S3A jars (``SPARK_JARS_IVY`` or its default), fetched once if missing: what
     ``covid-etl fetch-jars`` does, in a child process (it starts a JVM of its own)."""
-    from etl_pipeline.spark_jars import ivy_dir, manifest_path, project_packages
+    from etl_pipeline.spark_jars import delta_packages, ivy_dir, manifest_path, project_packages
 
     ivy = ivy_dir()
-    if not manifest_path(project_packages(), ivy).is_file():
+    if not all(manifest_path(packages, ivy).is_file() for packages in (delta_packages(), project_packages())):
         done = subprocess.run([sys.executable, "-m", "etl_pipeline.spark_jars", "--ivy", str(ivy)], cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=1200,
                               env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})

@@ -24,20 +24,21 @@ def class_archive_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "covid-etl"
 
 
-def class_archive_name(java_options: str) -> str:
-    """The archive's file name, keyed by the JVM binary, Spark's jars and the JVM options it is valid for."""
+def class_archive_name(java_options: str, class_path: str = "") -> str:
+    """The archive's file name, keyed by the JVM binary, Spark's jars, the extra class path (the JVM refuses an
+    archive written with another) and the JVM options it is valid for."""
     from pyspark.find_spark_home import _find_spark_home
 
     java = Path(shutil.which("java", path=os.path.join(os.environ.get("JAVA_HOME", ""), "bin") + os.pathsep
                              + os.environ.get("PATH", "")) or "java").resolve()
     jars = sorted(Path(_find_spark_home(), "jars").glob("*.jar"))
     stamp = [str(java), java.stat().st_mtime if java.exists() else 0, java_options,
-             [(j.name, j.stat().st_size) for j in jars]]
+             [(j.name, j.stat().st_size) for j in jars], class_path]
     return f"spark-classes-{hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]}.jsa"
 
 
 @functools.cache
-def class_archive_options(java_options: str, stop_session: Callable[[], None]) -> str:
+def class_archive_options(java_options: str, stop_session: Callable[[], None], class_path: str = "") -> str:
     """JVM options for this process's local driver: start from the class-data-sharing archive when there is one
     (the JVM maps Spark's ~15,000 classes instead of loading and verifying them: a cold session plus its first
     query take about half as long); otherwise have this JVM write it at exit, for the next run.
@@ -52,7 +53,7 @@ def class_archive_options(java_options: str, stop_session: Callable[[], None]) -
     if SparkContext._gateway is not None:  # the JVM is already running: its options are fixed
         return java_options
     directory = class_archive_dir()
-    archive = directory / class_archive_name(java_options)
+    archive = directory / class_archive_name(java_options, class_path)
     quiet = "-Xlog:cds=off -Xlog:cds+dynamic=off"
     if archive.is_file():
         return f"{java_options} {quiet} -XX:SharedArchiveFile={archive}"

@@ -171,5 +171,6 @@ class SparkSessionResource(dg.ConfigurableResource):
         conf = self.conf()
         if self.class_archive and is_local(self.master):
             options = conf.get("spark.driver.extraJavaOptions", "")
-            conf["spark.driver.extraJavaOptions"] = class_archive_options(options, stop_process_session).strip()
+            conf["spark.driver.extraJavaOptions"] = class_archive_options(
+                options, stop_process_session, conf.get("spark.driver.extraClassPath", "")).strip()
         return process_session(self.master, self.app_name, conf)

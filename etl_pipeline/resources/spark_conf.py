@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from etl_pipeline.spark_jars import classpath_conf, packages_conf
+from etl_pipeline.spark_jars import JarsUnavailable, classpath_conf, packages_conf
 
 #: ``spark-defaults.conf`` at the repository root, used when neither the resource nor ``SPARK_DEFAULTS_CONF`` names one.
 REPO_SPARK_DEFAULTS = Path(__file__).resolve().parents[2] / "spark-defaults.conf"
@@ -93,12 +93,20 @@ def session_conf(
 
 
 def jars_conf(master: str, packages: Sequence[str], ivy: str | Path) -> dict[str, str]:
-    """A local driver resolves ``packages`` itself (``spark.jars.packages``, fetched on first use); a cluster
-    driver puts the cached jars on its executors' class path instead of shipping them to every executor
-    (see :mod:`etl_pipeline.spark_jars`); a Connect client needs none (the server holds them)."""
+    """How the JVM gets ``packages``: the jars ``covid-etl fetch-jars`` cached, on the class path (a cluster driver
+    puts them on its executors' class path instead of shipping them to every executor, see
+    :mod:`etl_pipeline.spark_jars`); a local driver whose cache lacks them resolves them itself
+    (``spark.jars.packages``, fetched on first use; from the class path a local JVM starts without Ivy's
+    resolution report and with Delta's classes in its class-data-sharing archive); a Connect client needs none
+    (the server holds them)."""
     if not packages or is_connect(master):
         return {}
-    return packages_conf(packages, ivy) if is_local(master) else classpath_conf(packages, ivy)
+    if not is_local(master):
+        return classpath_conf(packages, ivy)
+    try:
+        return classpath_conf(packages, ivy)
+    except JarsUnavailable:
+        return packages_conf(packages, ivy)
 
 
 def redacted(conf: Mapping[str, str]) -> dict[str, str]:

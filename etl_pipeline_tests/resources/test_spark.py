@@ -182,8 +182,9 @@ def test_standalone_master_replaces_the_local_session(built, tmp_path: Path) -> 
 
 
 def test_how_each_master_gets_the_extra_jars(tmp_path: Path) -> None:
-    """A local driver resolves the packages itself; a cluster driver puts the cached jars on its executors'
-    class path (never shipping them); a Connect client needs none; an unfetched cache names the command."""
+    """A driver puts the cached jars on its (executors') class path, never shipping them, from the manifest with the
+    fewest jars that covers the packages; a local driver whose cache lacks them resolves them itself; a Connect
+    client needs none; a cluster driver with an unfetched cache names the command."""
     from etl_pipeline.resources.spark_conf import jars_conf
     from etl_pipeline.spark_jars import DELTA_CONF, PROVIDED_BY_SPARK, JarsUnavailable, manifest_path
 
@@ -209,6 +210,11 @@ def test_how_each_master_gets_the_extra_jars(tmp_path: Path) -> None:
         jars_conf("spark://host:7077", ["org.example:c:3.0"], tmp_path)
     assert jars_conf("spark://host:7077", packages, tmp_path) == {  # a subset of what was fetched
         "spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+    assert jars_conf("local[*]", packages, tmp_path) == {  # fetched: a local driver takes them from the cache too
+        "spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+    manifest_path(packages, tmp_path).write_text(f"# org.example:a:1.0\n{jars[0]}\n")  # fewer jars, same package
+    assert jars_conf("local[*]", packages, tmp_path)["spark.driver.extraClassPath"] == str(jars[0])
+    manifest_path(packages, tmp_path).unlink()
     jars[1].unlink()  # a cache emptied since: refused, not a class path with a hole
     with pytest.raises(JarsUnavailable, match="covid-etl fetch-jars"):
         jars_conf("spark://host:7077", packages, tmp_path)
