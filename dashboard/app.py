@@ -15,7 +15,8 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from dashboard.components import error_message
 from dashboard.context import DashboardContext
-from dashboard.data import Warehouse
+from dashboard.data import Warehouse, WarehouseNotBuilt
+from dashboard.figures import COUNTRY_OUTLINES_ASSET
 from dashboard.formatting import date_range
 from dashboard.pages import spread_map, synthetic_control
 from etl_pipeline.core.engines import describe_url
@@ -71,8 +72,8 @@ def _register_router(app: Dash, context: DashboardContext) -> None:
             return error_message(f"No page at {pathname}.", id="page-error"), f"Not found · {APP_TITLE}", *active
         try:
             content = page.layout(context)
-        except WarehouseError as exc:
-            content = error_message(f"{exc}. Build it first with `covid-etl run`.", id="page-error")
+        except WarehouseError as exc:  # its message says what is wrong and what to do, without a traceback
+            content = error_message(str(exc), id="page-error")
         return content, f"{page.TITLE} · {APP_TITLE}", *active
 
     app.clientside_callback("function(title) { if (title) { document.title = title; } }", Input("page-title", "data"))
@@ -82,8 +83,10 @@ def footer_text(warehouse: Warehouse) -> str:
     """The source note with the dates the warehouse holds (whatever snapshot was loaded)."""
     try:
         dates = warehouse.dates()["date"]
-    except WarehouseError:
+    except WarehouseNotBuilt:
         return f"{SOURCE_NOTE} (not built yet)."
+    except WarehouseError:
+        return f"{SOURCE_NOTE} (warehouse unavailable)."
     return f"{SOURCE_NOTE} ({date_range(dates.iat[0], dates.iat[-1])})." if len(dates) else f"{SOURCE_NOTE} (empty)."
 
 
@@ -96,16 +99,17 @@ def _register_footer(app: Dash, context: DashboardContext) -> None:
 def create_app(warehouse_url: str | None = None, *, map_style: str | None = None) -> Dash:
     """The dashboard over the warehouse at ``warehouse_url`` (default: ``WAREHOUSE_DB_URL``), with the map
     style ``map_style`` (default: ``DASH_MAP_STYLE`` or :data:`DEFAULT_MAP_STYLE`)."""
-    context = DashboardContext(
-        warehouse=Warehouse(warehouse_url or Settings.from_env().warehouse_db_url),
-        map_style=map_style or map_style_from_env(),
-    )
     app = Dash(
         __name__,
         title=APP_TITLE,
         update_title=None,
         # Page components appear only after routing, so callbacks name ids the first layout lacks.
         suppress_callback_exceptions=True,
+    )
+    context = DashboardContext(
+        warehouse=Warehouse(warehouse_url or Settings.from_env().warehouse_db_url),
+        map_style=map_style or map_style_from_env(),
+        outlines_url=app.get_asset_url(COUNTRY_OUTLINES_ASSET),
     )
     app.layout = _shell()
     _register_router(app, context)

@@ -33,11 +33,12 @@ def error_message(text: str, *, id: str) -> html.Div:
 
 
 def graph(id: str, *, height: str, figure: go.Figure | None = None) -> dcc.Graph:
-    """A graph without the Plotly logo, sized by the page (empty until a callback fills it)."""
+    """A graph without the Plotly logo, sized by the page (empty until a callback fills it). Its mode bar keeps
+    the buttons these charts use (no box or lasso selection), so that it is short; titles start below it."""
     return dcc.Graph(
         id=id,
         figure=figure if figure is not None else {"data": [], "layout": {}},
-        config={"displaylogo": False, "responsive": True},
+        config={"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["select2d", "lasso2d"]},
         style={"height": height},
     )
 

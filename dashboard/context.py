@@ -1,4 +1,4 @@
-"""What every page needs from the app: the warehouse and the map style."""
+"""What every page needs from the app: the warehouse, the map style and where the browser finds the outlines."""
 
 from __future__ import annotations
 
@@ -12,3 +12,5 @@ class DashboardContext:
     warehouse: Warehouse
     #: A plotly.js map style name ("carto-positron", "white-bg", ...) or a MapLibre style URL.
     map_style: str
+    #: The URL of the country outlines' GeoJSON as the browser fetches it (an asset of the app).
+    outlines_url: str

@@ -1,10 +1,11 @@
 """Warehouse queries for the dashboard, behind a short-lived cache.
 
-The dashboard reads only the warehouse (``WAREHOUSE_DB_URL``: SQLite or PostgreSQL) and only through the
-queries below: fixed table and column names from ``etl_pipeline.core.warehouse_model``, values as bound
-parameters. Results are cached for :data:`CACHE_TTL_S` seconds so that the spread map's play button, which
-asks for one date per tick, does not hit the database for frames it has just shown, while a reload of the
-warehouse becomes visible within a minute.
+The dashboard reads only the warehouse (``WAREHOUSE_DB_URL``: SQLite or PostgreSQL), never creates it (a SQLite
+file is opened read-only), and only through the queries below: fixed table and column names from
+``etl_pipeline.core.warehouse_model``, values as bound parameters. Why a read failed is told apart (no warehouse
+yet, or a server that is not reachable) so that the page can say what to do. Results are cached for
+:data:`CACHE_TTL_S` seconds so that the spread map's play button, which asks for one date per tick, does not hit
+the database for frames it has just shown, while a reload of the warehouse becomes visible within a minute.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from etl_pipeline.core.engines import describe_url, get_engine
+from etl_pipeline.core.engines import describe_url, get_read_only_engine, sqlite_file
 from etl_pipeline.core.errors import WarehouseError
 from etl_pipeline.core.redaction import redact
 
@@ -77,6 +78,50 @@ _STUDY_PANEL = sa.text(
 ).bindparams(sa.bindparam("countries", expanding=True))
 
 
+#: What a reader is told to do about a warehouse that is not there yet.
+BUILD_HINT = "build it with `covid-etl run`"
+#: PostgreSQL's SQLSTATE for a table that does not exist (undefined_table).
+_UNDEFINED_TABLE = "42P01"
+
+
+class WarehouseNotBuilt(WarehouseError):
+    """No warehouse to read yet (no SQLite file, or not its tables): ``covid-etl run`` builds it."""
+
+
+class WarehouseUnreachable(WarehouseError):
+    """The warehouse server did not accept a connection: building again would not help, starting it (or fixing
+    ``WAREHOUSE_DB_URL``) would."""
+
+
+def _driver_message(error: BaseException, *, first_line: bool = False) -> str:
+    """The driver's message as one sentence, passwords redacted: psycopg2 spreads a message over several lines
+    (the first one says what failed; a query error goes on with the statement, a connection error with a hint)."""
+    text = redact(str(error)).strip()
+    text = " ".join((text.splitlines()[0] if first_line and text else text).split())
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
+def connection_error(url: str, error: BaseException) -> WarehouseError:
+    """The error to show when no connection to the warehouse at ``url`` could be opened."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        return WarehouseNotBuilt(f"No warehouse at {path}: {BUILD_HINT} (or set ETL_HOME or WAREHOUSE_DB_URL).")
+    if path is not None:
+        return WarehouseError(f"Cannot open the warehouse {path}: {_driver_message(error)}")
+    return WarehouseUnreachable(
+        f"The warehouse server {describe_url(url)} is not reachable: {_driver_message(error)} "
+        "Check that it runs and that WAREHOUSE_DB_URL names it (host, port, user, password)."
+    )
+
+
+def query_error(url: str, error: BaseException) -> WarehouseError:
+    """The error to show when a query failed on an open connection: a missing table means not built yet."""
+    if str(error).startswith("no such table") or getattr(error, "pgcode", None) == _UNDEFINED_TABLE:
+        reason = _driver_message(error, first_line=True).rstrip(".")
+        return WarehouseNotBuilt(f"The warehouse {describe_url(url)} is not built yet ({reason}): {BUILD_HINT}.")
+    return WarehouseError(f"Cannot read the warehouse {describe_url(url)}: {_driver_message(error, first_line=True)}")
+
+
 class TTLCache:
     """A small thread-safe least-recently-used cache whose entries expire ``ttl_s`` seconds after they were
     computed. Two threads missing the same key may both compute it; the last result is kept."""
@@ -112,17 +157,17 @@ class Warehouse:
         self.url = url
         self._cache = cache or TTLCache(CACHE_TTL_S, CACHE_MAX_ENTRIES)
 
-    def describe(self) -> str:
-        """The URL with its password hidden."""
-        return describe_url(self.url)
-
     def _read(self, key: Hashable, query: sa.TextClause, params: dict[str, Any] | None = None) -> pd.DataFrame:
         def run() -> pd.DataFrame:
             try:
-                with get_engine(self.url).connect() as conn:
+                conn = get_read_only_engine(self.url).connect()
+            except sa.exc.DBAPIError as exc:
+                raise connection_error(self.url, exc.orig) from None
+            try:
+                with conn:
                     frame = pd.read_sql_query(query, conn, params=params)
             except sa.exc.DBAPIError as exc:
-                raise WarehouseError(f"cannot read the warehouse {self.describe()}: {redact(str(exc.orig))}") from None
+                raise query_error(self.url, exc.orig) from None
             if "date" in frame.columns:
                 frame["date"] = pd.to_datetime(frame["date"])
             return frame

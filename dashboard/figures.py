@@ -15,6 +15,8 @@ from dashboard.study import OUTCOMES, PLACEBO_FIT_LIMIT, Study, comparable_place
 MAP_CENTER = {"lat": 20.0, "lon": 10.0}
 MAP_ZOOM = 0.6
 MAP_RADIUS_PX = 18
+#: Natural Earth's 110m country borders, bundled in ``dashboard/assets`` (see its README): the map's outlines.
+COUNTRY_OUTLINES_ASSET = "countries-110m.geojson"
 
 _COLORS = {
     "actual": "#1f4e79",
@@ -25,7 +27,46 @@ _COLORS = {
     "active": "#762a83",
     "placebo": "#b8b8b8",
 }
-_MARGIN = {"l": 60, "r": 20, "t": 50, "b": 40}
+#: Pixels that Plotly's mode bar (top right, shown on hover) takes: titles start below it, never under it.
+MODEBAR_PX = 30
+#: Pixels for the title's line, for a subtitle's, and between them and the plot.
+_TITLE_PX, _SUBTITLE_PX, _TITLE_GAP_PX = 24, 18, 10
+#: Pixels below the plot for the x axis' tick labels (two lines on a date axis), its title, and a legend row.
+TICKS_PX, AXIS_TITLE_PX, LEGEND_PX = 40, 25, 30
+#: A horizontal legend pinned to the bottom of the figure, under the x axis and its title whatever the height
+#: (a legend placed in plot fractions, e.g. ``y=-0.2``, moves onto the axis title when the graph is short).
+_LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yref": "container", "yanchor": "bottom"}
+
+
+def title_layout(text: str, subtitle: str | None = None) -> dict:
+    """A one-line title left-aligned at the top of the figure, pushed below the mode bar, and Plotly's own
+    subtitle under it; :func:`top_margin` leaves room for both above the plot. (A ``<br><sup>`` second line
+    instead is misplaced by Plotly, onto the mode bar or the plot.)"""
+    title = {"text": text, "x": 0, "xanchor": "left", "y": 1, "yref": "container", "yanchor": "top"}
+    title["pad"] = {"t": MODEBAR_PX, "l": 12}
+    if subtitle:
+        title["subtitle"] = {"text": subtitle}
+    return title
+
+
+def top_margin(subtitle: str | None = None) -> int:
+    """Room above the plot for the mode bar, the title and the subtitle (if any)."""
+    return MODEBAR_PX + _TITLE_PX + (_SUBTITLE_PX if subtitle else 0) + _TITLE_GAP_PX
+
+
+def chart_layout(title: str, subtitle: str | None = None, *, axis_title: bool, legend: bool) -> dict:
+    """Title, margins and legend of a chart laid out so that nothing overlaps or is cut: the title below the mode
+    bar, the x axis' tick labels and title (if ``axis_title``) within the bottom margin, the legend (if
+    ``legend``) below them."""
+    bottom = TICKS_PX + (AXIS_TITLE_PX if axis_title else 0) + (LEGEND_PX if legend else 0)
+    layout = {
+        "title": title_layout(title, subtitle),
+        "margin": {"l": 60, "r": 20, "t": top_margin(subtitle), "b": bottom},
+        "showlegend": legend,
+    }
+    if legend:
+        layout["legend"] = _LEGEND_BELOW
+    return layout
 
 
 def _location_labels(locations: pd.DataFrame) -> pd.Series:
@@ -34,8 +75,24 @@ def _location_labels(locations: pd.DataFrame) -> pd.Series:
     return (province + ", " + locations["country_region"]).where(province != "", locations["country_region"])
 
 
-def spread_map_figure(locations: pd.DataFrame, *, max_confirmed: int, map_style: str, title: str) -> go.Figure:
-    """Density map of confirmed cases per location (rows of :meth:`Warehouse.locations_on`).
+def outline_layer(outlines_url: str) -> dict:
+    """Country borders as a thin line layer under the density layer, from the GeoJSON at ``outlines_url`` (served
+    by the app itself), so that the map reads as a map without a basemap: offline, with ``white-bg``, or when the
+    basemap's tiles cannot be fetched. The browser fetches the file once, not with every frame."""
+    return {
+        "sourcetype": "geojson",
+        "source": outlines_url,
+        "type": "line",
+        "color": "#8a949e",
+        "line": {"width": 0.7},
+        "below": "traces",
+    }
+
+
+def spread_map_figure(
+    locations: pd.DataFrame, *, max_confirmed: int, map_style: str, outlines_url: str, title: str
+) -> go.Figure:
+    """Density map of confirmed cases per location (rows of :meth:`Warehouse.locations_on`) over country outlines.
 
     Intensity is ``log10(1 + confirmed)`` on a scale fixed by ``max_confirmed`` (the largest value of any day),
     so that frames compare and a country with 100 cases still shows next to one with millions; the hover
@@ -70,9 +127,9 @@ def spread_map_figure(locations: pd.DataFrame, *, max_confirmed: int, map_style:
         )
     )
     figure.update_layout(
-        title={"text": title},
-        map={"style": map_style, "center": MAP_CENTER, "zoom": MAP_ZOOM},
-        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        title=title_layout(title),
+        map={"style": map_style, "center": MAP_CENTER, "zoom": MAP_ZOOM, "layers": [outline_layer(outlines_url)]},
+        margin={"l": 0, "r": 0, "t": top_margin(), "b": 0},
         # Keep the user's pan and zoom when the date changes.
         uirevision="spread-map",
     )
@@ -94,11 +151,9 @@ def trend_figure(trend: pd.DataFrame, country: str) -> go.Figure:
         ]
     )
     figure.update_layout(
-        title={"text": f"{country}: cumulative counts"},
+        **chart_layout(f"{country}: cumulative counts", axis_title=False, legend=True),
         yaxis={"title": {"text": "people"}, "tickformat": ",d"},
         hovermode="x unified",
-        legend={"orientation": "h", "y": -0.15},
-        margin=_MARGIN,
     )
     return figure
 
@@ -125,11 +180,10 @@ def continent_figure(continents: pd.DataFrame) -> go.Figure:
         ]
     )
     figure.update_layout(
-        title={"text": "Continent totals"},
+        **chart_layout("Continent totals", axis_title=True, legend=True),
         barmode="group",
         xaxis={"title": {"text": "people"}, "tickformat": ",d"},
-        legend={"orientation": "h", "y": -0.2},
-        margin=_MARGIN,
+        yaxis={"automargin": True},
     )
     return figure
 
@@ -165,11 +219,9 @@ def synthetic_figure(study: Study) -> go.Figure:
     )
     _intervention_line(figure, study)
     figure.update_layout(
-        title={"text": f"{study.treated}: actual vs synthetic"},
+        **chart_layout(f"{study.treated}: actual vs synthetic", axis_title=False, legend=True),
         yaxis={"title": {"text": spec.label}},
         hovermode="x unified",
-        legend={"orientation": "h", "y": -0.15},
-        margin=_MARGIN,
     )
     return figure
 
@@ -205,13 +257,14 @@ def gap_figure(study: Study) -> go.Figure:
     figure.add_hline(y=0, line={"color": "#888", "width": 1})
     _intervention_line(figure, study)
     figure.update_layout(
-        title={
-            "text": f"Gap: actual − synthetic<br><sup>grey: {len(shown)} of {len(gaps.columns) - 1} placebos, those "
-            f"fitting the pre-period within {PLACEBO_FIT_LIMIT}× {study.treated}'s error</sup>"
-        },
+        **chart_layout(
+            "Gap: actual − synthetic",
+            f"grey: {len(shown)} of {len(gaps.columns) - 1} placebos, pre-period error ≤ {PLACEBO_FIT_LIMIT}× "
+            f"{study.treated}'s",
+            axis_title=False,
+            legend=True,
+        ),
         yaxis={"title": {"text": spec.unit}},
-        legend={"orientation": "h", "y": -0.15},
-        margin={**_MARGIN, "t": 70},
     )
     return figure
 
@@ -236,8 +289,10 @@ def placebo_ratio_figure(study: Study, table: pd.DataFrame) -> go.Figure:
         )
     )
     figure.update_layout(
-        title={"text": f"Post/pre RMSPE ratio (p = {study.placebo.p_value:.2f})"},
-        xaxis={"title": {"text": "post-period RMSPE / pre-period RMSPE"}},
-        margin=_MARGIN,
+        **chart_layout(
+            "Post/pre RMSPE ratio", f"p = {study.placebo.p_value:.2f}", axis_title=True, legend=False
+        ),
+        xaxis={"title": {"text": "post/pre RMSPE"}},
+        yaxis={"automargin": True},
     )
     return figure

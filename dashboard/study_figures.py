@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.figures import _COLORS, _MARGIN
+from dashboard.figures import _COLORS, chart_layout
 from dashboard.formatting import long_date
 from dashboard.study import OUTCOMES, Robustness, Study
 
@@ -29,10 +29,9 @@ def v_weights_figure(study: Study, balance: pd.DataFrame) -> go.Figure:
         )
     )
     figure.update_layout(
-        title={"text": f"Predictor weights V ({len(balance)} predictors)"},
+        **chart_layout(f"Predictor weights V ({len(balance)} predictors)", axis_title=True, legend=False),
         xaxis={"title": {"text": "V (sums to 1)"}, "range": [0, 1.05], "tickformat": ".0%"},
         yaxis={"automargin": True},
-        margin=_MARGIN,
     )
     return figure
 
@@ -61,14 +60,14 @@ def in_time_placebo_figure(robustness: Robustness) -> go.Figure:
     )
     _vertical_line(figure, robustness.placebo_date, "placebo")
     figure.update_layout(
-        title={
-            "text": f"In-time placebo: as if on {long_date(robustness.placebo_date)}<br><sup>data before "
-            f"{long_date(robustness.intervention)} only</sup>"
-        },
+        **chart_layout(
+            f"In-time placebo: as if on {long_date(robustness.placebo_date)}",
+            f"data before {long_date(robustness.intervention)} only",
+            axis_title=False,
+            legend=True,
+        ),
         yaxis={"title": {"text": OUTCOMES[robustness.outcome].label}},
         hovermode="x unified",
-        legend={"orientation": "h", "y": -0.15},
-        margin={**_MARGIN, "t": 70},
     )
     return figure
 
@@ -108,12 +107,12 @@ def leave_one_out_figure(robustness: Robustness) -> go.Figure:
     figure = go.Figure(traces)
     _vertical_line(figure, robustness.intervention, "intervention")
     figure.update_layout(
-        title={
-            "text": f"Leave-one-out<br><sup>grey: refitted without each of the "
-            f"{len(robustness.leave_one_out.fits)} donors with positive weight</sup>"
-        },
+        **chart_layout(
+            "Leave-one-out",
+            f"grey: refitted without each of the {len(robustness.leave_one_out.fits)} donors with positive weight",
+            axis_title=False,
+            legend=True,
+        ),
         yaxis={"title": {"text": OUTCOMES[robustness.outcome].label}},
-        legend={"orientation": "h", "y": -0.15},
-        margin={**_MARGIN, "t": 70},
     )
     return figure

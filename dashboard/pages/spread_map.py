@@ -131,6 +131,7 @@ def register_callbacks(app: Dash, context: DashboardContext) -> None:
             warehouse.locations_on(day),
             max_confirmed=warehouse.max_location_confirmed(),
             map_style=context.map_style,
+            outlines_url=context.outlines_url,
             title=f"Confirmed cases on {label}",
         )
         return figure, label

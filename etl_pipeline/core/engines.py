@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -32,18 +33,49 @@ def _connect_args(url: sa.URL) -> dict:
     return {name: value for name, value in defaults.items() if name not in url.query}
 
 
-@lru_cache(maxsize=16)
 def get_engine(url: str) -> sa.Engine:
-    """A pooled engine per URL and process (SQLite files get their parent directory created)."""
+    """A pooled engine per URL and process for a writer (a SQLite file gets its parent directory created)."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return sa.create_engine(parsed, connect_args=_connect_args(parsed), pool_pre_ping=True)
+    return _pooled_engine(url)
 
 
 def backend(url: str) -> str:
     """The database behind ``url``: ``sqlite``, ``mysql`` or ``postgresql``."""
     return sa.make_url(url).get_backend_name()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite URL's database file; None for another database or an in-memory one."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).resolve()
+
+
+def read_only_url(url: str) -> str:
+    """The URL a reader opens: a SQLite file as a read-only SQLite URI (``mode=ro``), so that a missing file is an
+    error instead of a new, empty database created wherever the reader was started; other URLs unchanged."""
+    path = sqlite_file(url)
+    if path is None:
+        return url
+    parsed = sa.make_url(url)
+    ro = parsed.set(database=f"file:{quote(str(path))}").update_query_dict({"mode": "ro", "uri": "true"})
+    return ro.render_as_string(hide_password=False)
+
+
+def get_read_only_engine(url: str) -> sa.Engine:
+    """A pooled engine for a reader (the dashboard): it creates no directory and no file, and opens SQLite
+    read-only (:func:`read_only_url`; a relative path is resolved now, so the engine does not follow a later
+    change of directory)."""
+    return _pooled_engine(read_only_url(url))
+
+
+@lru_cache(maxsize=16)
+def _pooled_engine(url: str) -> sa.Engine:
+    parsed = sa.make_url(url)
+    return sa.create_engine(parsed, connect_args=_connect_args(parsed), pool_pre_ping=True)
 
 
 def describe_url(url: str) -> str:

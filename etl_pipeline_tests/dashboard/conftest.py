@@ -7,12 +7,14 @@ key. Continents come from worldometer, matched on the country name after the han
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -171,17 +173,15 @@ def postgres_warehouse_url(postgres_server_url: str, warehouse_tables: dict[str,
         admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def dashboard_url(sqlite_warehouse_url: str, tmp_path_factory):
-    """Base URL of ``dashboard.app.serve`` running in a subprocess over the SQLite test warehouse, with the
-    offline map style. The server's output goes to a log file (a pipe nobody reads could fill and block it)."""
+@contextlib.contextmanager
+def served_dashboard(env: dict[str, str], cwd: Path, log_path: Path) -> Iterator[str]:
+    """Base URL of ``dashboard.app.serve`` running in a subprocess with environment ``env`` in directory ``cwd``.
+    The server's output goes to ``log_path`` (a pipe nobody reads could fill and block it)."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("dashboard") / "server.log"
-    env = {**os.environ, "WAREHOUSE_DB_URL": sqlite_warehouse_url, "DASH_MAP_STYLE": "white-bg"}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-c", f"from dashboard.app import serve; serve(port={port})"],
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -193,6 +193,14 @@ def dashboard_url(sqlite_warehouse_url: str, tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def dashboard_url(sqlite_warehouse_url: str, tmp_path_factory):
+    """The dashboard over the SQLite test warehouse, with the offline map style."""
+    env = {**os.environ, "WAREHOUSE_DB_URL": sqlite_warehouse_url, "DASH_MAP_STYLE": "white-bg"}
+    with served_dashboard(env, REPO_ROOT, tmp_path_factory.mktemp("dashboard") / "server.log") as url:
+        yield url
 
 
 def _chromium_paths() -> tuple[str, str]:

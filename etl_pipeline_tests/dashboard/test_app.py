@@ -1,4 +1,5 @@
-"""The app over HTTP (Flask's test client, no browser): first-payload size, routing, callbacks, play/pause logic."""
+"""The app over HTTP (Flask's test client, no browser): first-payload size, routing, what the page says when
+there is no warehouse or its server is not reachable, the outlines asset, callbacks, play/pause logic."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from dash import Dash
 
 from dashboard.app import DEFAULT_MAP_STYLE, create_app
 from dashboard.formatting import date_range
-from etl_pipeline_tests.dashboard.conftest import load_warehouse
 from dashboard.pages.spread_map import next_frame
+from etl_pipeline_tests.conftest import free_port
+from etl_pipeline_tests.dashboard.conftest import load_warehouse
 
 MAX_FIRST_PAYLOAD = 1_000_000
 
@@ -100,11 +103,57 @@ def test_router_titles_pages_marks_the_active_link_and_reports_unknown_paths(app
     assert "No page at /nope." in json.dumps(missing["page-content"]["children"])
 
 
-def test_a_warehouse_not_built_yet_is_explained_on_the_page(tmp_path: Path):
-    app = create_app(f"sqlite:///{tmp_path / 'warehouse.db'}")
-    page, _ = call(app, ROUTER, "/")
-    text = json.dumps(page["page-content"]["children"])
-    assert "no such table" in text and "covid-etl run" in text
+def page_text(app: Dash, pathname: str = "/") -> str:
+    page, _ = call(app, ROUTER, pathname)
+    return json.dumps(page["page-content"]["children"])
+
+
+def test_a_warehouse_without_its_tables_is_explained_on_the_page(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    load_warehouse(url, {})  # the tables' database exists, without the tables
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("DROP TABLE dim_date"))
+    text = page_text(create_app(url))
+    assert "is not built yet (no such table: dim_date): build it with `covid-etl run`." in text
+
+
+def test_started_from_another_directory_it_reports_the_missing_warehouse_and_creates_nothing(
+    tmp_path: Path, monkeypatch
+):
+    """The default warehouse is ``./.etl/warehouse.db``: started elsewhere, the dashboard says there is none
+    there instead of creating an empty one."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ETL_HOME", raising=False)
+    monkeypatch.delenv("WAREHOUSE_DB_URL", raising=False)
+    app = create_app(map_style="white-bg")
+    for pathname in ("/", "/synthetic-control"):
+        assert f"No warehouse at {tmp_path / '.etl' / 'warehouse.db'}: build it with `covid-etl run`" in page_text(
+            app, pathname
+        )
+    footer, _ = call(app, "footer.children", "/")
+    assert footer["footer"]["children"].endswith("(not built yet).")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_warehouse_server_is_explained_on_the_page():
+    port = free_port()
+    app = create_app(f"postgresql+psycopg2://etl_admin:s3cret-pw@127.0.0.1:{port}/warehouse")
+    text = page_text(app)
+    server = f"postgresql+psycopg2://etl_admin:***@127.0.0.1:{port}/warehouse"
+    assert f"The warehouse server {server} is not reachable: " in text
+    assert "Connection refused" in text
+    assert "covid-etl run" not in text and "s3cret" not in text and "Traceback" not in text
+    footer, _ = call(app, "footer.children", "/")
+    assert footer["footer"]["children"].endswith("(warehouse unavailable).")
+
+
+def test_the_app_serves_the_country_outlines_the_map_draws(app: Dash):
+    response, _ = call(app, MAP, 70)
+    (layer,) = response["spread-map"]["figure"]["layout"]["map"]["layers"]
+    assert (layer["sourcetype"], layer["type"]) == ("geojson", "line")
+    served = app.server.test_client().get(layer["source"])
+    assert served.status_code == 200
+    assert len(json.loads(served.get_data())["features"]) == 177
 
 
 def test_the_footer_states_the_dates_the_warehouse_holds(app: Dash, sources, warehouse_tables, tmp_path: Path):

@@ -1,8 +1,12 @@
 """Both pages in headless Chromium against ``dashboard.app.serve`` over the CSV-built warehouse: they render
-without console errors, the slider and play button move the map through the days, and changing the treated
-country refits the study. Screenshots of each page go to ``test-artifacts/``."""
+without console errors, the slider and play button move the map through the days, changing the treated
+country refits the study, and no chart has its title under the mode bar, its legend on its axis title or an
+axis title cut off. Without a warehouse, or with its server unreachable, the page says which and what to do.
+Screenshots of each page go to ``test-artifacts/``."""
 
 from __future__ import annotations
+
+import os
 
 import pandas as pd
 import pytest
@@ -13,6 +17,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from dashboard.formatting import format_value
 from dashboard.study import DEFAULT_DONORS
 from etl_pipeline.analytics.synthetic_control import fit_synthetic_control, placebo_test
+from etl_pipeline_tests.conftest import free_port
+from etl_pipeline_tests.dashboard.conftest import served_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -21,6 +27,51 @@ MAP_POINTS = (
     "var g = document.querySelector('#spread-map .js-plotly-plot');"
     "return g && g._fullData && g._fullData[0] ? g._fullData[0].customdata : null;"
 )
+
+
+# The boxes, as drawn, of a graph's parts: [left, top, right, bottom] in pixels, null where the part is absent.
+# The mode bar is laid out (and measured) even while hidden; it shows when the mouse is over the graph.
+_GRAPH_BOXES = """
+var root = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
+if (!root || !root._fullLayout) { return null; }
+function rect(e) { var r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
+function box(selector) { var e = root.querySelector(selector); return e ? rect(e) : null; }
+return {
+  figure: box('.main-svg'), modebar: box('.modebar'), title: box('.gtitle'), subtitle: box('.gtitle-subtitle'),
+  plot: box('.nsewdrag'), xtitle: box('.xtitle'), legend: box('.legend'),
+  xticks: Array.from(root.querySelectorAll('.xtick text')).map(rect)
+};
+"""
+
+
+def _overlap(a: list[float] | None, b: list[float] | None) -> bool:
+    return bool(a and b) and a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _inside(inner: list[float] | None, outer: list[float]) -> bool:
+    return inner is None or (
+        inner[0] >= outer[0] and inner[1] >= outer[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+    )
+
+
+def layout_problems(browser, graph_id: str) -> list[str]:
+    """What a reader would see wrong in the graph: the mode bar over the title, the title over the plot, the
+    legend over the x-axis title or tick labels, a title or axis title cut by the graph's edge."""
+    boxes = browser.execute_script(_GRAPH_BOXES, graph_id)
+    assert boxes is not None and boxes["title"] is not None, f"{graph_id} is drawn with a title"
+    problems = []
+    for part in ("title", "subtitle"):
+        if _overlap(boxes["modebar"], boxes[part]):
+            problems.append(f"{graph_id}: the mode bar {boxes['modebar']} covers the {part} {boxes[part]}")
+        if boxes[part] and boxes["plot"] and boxes[part][3] > boxes["plot"][1]:
+            problems.append(f"{graph_id}: the {part} {boxes[part]} reaches into the plot {boxes['plot']}")
+    for part in ("xtitle", "legend", "title", "subtitle"):
+        if not _inside(boxes[part], boxes["figure"]):
+            problems.append(f"{graph_id}: the {part} {boxes[part]} is cut by the edge {boxes['figure']}")
+    for part in (boxes["xtitle"], *boxes["xticks"]):
+        if _overlap(boxes["legend"], part):
+            problems.append(f"{graph_id}: the legend {boxes['legend']} covers {part}")
+    return problems
 
 
 def console_errors(browser) -> list[dict]:
@@ -83,6 +134,28 @@ def test_spread_map_page_renders_the_last_day(browser, dashboard_url, sources, a
     assert browser.execute_script(continents)[-1] == "North America"
     assert browser.find_elements(By.CSS_SELECTOR, "#spread-map canvas"), "the map was drawn"
     save_full_page(browser, artifacts / "dashboard-spread-map.png")
+    assert [p for g in ("spread-map", "trend-graph", "continent-graph") for p in layout_problems(browser, g)] == []
+    assert console_errors(browser) == []
+
+
+def test_the_offline_map_draws_the_country_outlines(browser, dashboard_url):
+    """The GeoJSON line layer is loaded by MapLibre from the dashboard itself (no internet) under the density."""
+    open_page(browser, dashboard_url + "/")
+    wait_for(browser, lambda: text_of(browser, "map-date") == "27 July 2020", "page loaded")
+    layers = (
+        "var g = document.querySelector('#spread-map .js-plotly-plot');"
+        "var map = g && g._fullLayout.map && g._fullLayout.map._subplot && g._fullLayout.map._subplot.map;"
+        "if (!map || !map.isStyleLoaded()) { return null; }"
+        "var ids = map.getStyle().layers.map(l => l.id);"
+        "var line = map.getStyle().layers.filter(l => l.type === 'line').map(l => l.id);"
+        "var heat = map.getStyle().layers.filter(l => l.type === 'heatmap').map(l => l.id);"
+        "if (line.length !== 1 || heat.length !== 1) { return null; }"
+        "var features = map.querySourceFeatures(map.getLayer(line[0]).source);"
+        "return {below: ids.indexOf(line[0]) < ids.indexOf(heat[0]), features: features.length};"
+    )
+    drawn = wait_for(browser, lambda: (browser.execute_script(layers) or {}).get("features"), "outlines drawn")
+    assert drawn > 0
+    assert browser.execute_script(layers)["below"], "the outlines are under the density layer"
     assert console_errors(browser) == []
 
 
@@ -158,6 +231,8 @@ def test_synthetic_control_page_shows_the_vietnam_study(browser, dashboard_url, 
     assert browser.execute_script(synthetic) == ["Vietnam", "Synthetic Vietnam"]
     assert browser.title == "Synthetic control · COVID-19 warehouse"
     save_full_page(browser, artifacts / "dashboard-synthetic-control.png")
+    graphs = ("scm-synthetic-graph", "scm-gap-graph", "scm-placebo-graph")
+    assert [p for g in graphs for p in layout_problems(browser, g)] == []
     assert console_errors(browser) == []
 
 
@@ -181,3 +256,48 @@ def test_changing_the_treated_country_refits(browser, dashboard_url, study_panel
     assert "Thailand" not in weights_shown(browser) and len(weights_shown(browser)) == 9
     assert "Thailand: it is the treated country" in text_of(browser, "scm-caption")
     assert console_errors(browser) == []
+
+
+def _environment_without_a_warehouse() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ETL_HOME", "WAREHOUSE_DB_URL")}
+    return {**env, "DASH_MAP_STYLE": "white-bg"}
+
+
+def test_started_where_no_warehouse_is_the_page_says_so_and_creates_none(browser, tmp_path_factory, artifacts):
+    """Started from a directory without ``.etl/`` (the default ETL_HOME), the page names the missing file; the
+    directory stays empty: the dashboard never creates the database it reads."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    with served_dashboard(_environment_without_a_warehouse(), elsewhere, log) as url:
+        open_page(browser, url + "/")
+        wait_for(browser, lambda: text_of(browser, "page-error"), "the error is shown")
+        assert text_of(browser, "page-error") == (
+            f"No warehouse at {elsewhere / '.etl' / 'warehouse.db'}: build it with `covid-etl run` "
+            "(or set ETL_HOME or WAREHOUSE_DB_URL)."
+        )
+        wait_for(browser, lambda: text_of(browser, "footer").endswith("(not built yet)."), "footer")
+        save_full_page(browser, artifacts / "dashboard-no-warehouse.png")
+        assert console_errors(browser) == []
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_unreachable_warehouse_server_is_named_on_the_page(browser, tmp_path_factory, artifacts):
+    port = free_port()  # nothing listens there: the connection is refused
+    env = {
+        **_environment_without_a_warehouse(),
+        "WAREHOUSE_DB_URL": f"postgresql+psycopg2://etl_admin:s3cret-pw@127.0.0.1:{port}/warehouse",
+    }
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    with served_dashboard(env, tmp_path_factory.mktemp("cwd"), log) as url:
+        open_page(browser, url + "/synthetic-control")
+        wait_for(browser, lambda: text_of(browser, "page-error"), "the error is shown")
+        text = text_of(browser, "page-error")
+        assert text.startswith(
+            f"The warehouse server postgresql+psycopg2://etl_admin:***@127.0.0.1:{port}/warehouse is not reachable: "
+        )
+        assert "Connection refused" in text and "WAREHOUSE_DB_URL" in text
+        assert "covid-etl run" not in text and "s3cret" not in browser.page_source
+        assert "Traceback" not in browser.page_source
+        wait_for(browser, lambda: text_of(browser, "footer").endswith("(warehouse unavailable)."), "footer")
+        save_full_page(browser, artifacts / "dashboard-unreachable-warehouse.png")
+        assert console_errors(browser) == []

@@ -1,16 +1,20 @@
 """The dashboard's warehouse queries, on SQLite and PostgreSQL warehouses built from the CSVs, checked against
-plain pandas over the same CSVs; and the short-lived cache."""
+plain pandas over the same CSVs; why a read failed (no warehouse yet, an unreachable server); read-only access;
+and the short-lived cache."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from dashboard.data import TTLCache, Warehouse
-from etl_pipeline.core.errors import WarehouseError
+from dashboard.data import TTLCache, Warehouse, WarehouseNotBuilt, WarehouseUnreachable
+from etl_pipeline.core.engines import get_read_only_engine
+from etl_pipeline_tests.conftest import free_port
 from etl_pipeline_tests.dashboard.conftest import load_warehouse
 
 
@@ -83,12 +87,52 @@ def test_study_panel_holds_only_the_chosen_countries_with_population(warehouse: 
     assert population.to_dict() == {"Burma": 54_446_389, "Vietnam": 97_425_470}
 
 
-def test_a_missing_table_is_a_clear_error(tmp_path: Path):
-    empty = f"sqlite:///{tmp_path / 'empty.db'}"
-    with pytest.raises(
-        WarehouseError, match=r"cannot read the warehouse sqlite:///.*empty\.db: no such table: dim_date"
-    ):
-        Warehouse(empty).dates()
+def test_a_missing_sqlite_file_is_reported_and_not_created(tmp_path: Path):
+    """A reader never creates the database it reads: no file, no directory (``mode=ro``)."""
+    missing = tmp_path / "elsewhere" / ".etl" / "warehouse.db"
+    with pytest.raises(WarehouseNotBuilt) as failure:
+        Warehouse(f"sqlite:///{missing}").dates()
+    assert str(failure.value) == (
+        f"No warehouse at {missing}: build it with `covid-etl run` (or set ETL_HOME or WAREHOUSE_DB_URL)."
+    )
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_without_tables(request, tmp_path: Path) -> str:
+    """A database that exists but holds none of the warehouse's tables."""
+    if request.param == "postgres":
+        return f"{request.getfixturevalue('postgres_server_url')}/postgres"
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("CREATE TABLE something_else (x INTEGER)"))
+    return url
+
+
+def test_a_database_without_the_tables_is_not_built_yet(warehouse_without_tables: str):
+    with pytest.raises(WarehouseNotBuilt, match=r"The warehouse .* is not built yet \(.*dim_date.*\): build it with"):
+        Warehouse(warehouse_without_tables).dates()
+
+
+def test_an_unreachable_server_is_named_with_the_error_and_no_password():
+    port = free_port()  # nothing listens there: the connection is refused
+    url = f"postgresql+psycopg2://etl_admin:s3cret-pw@127.0.0.1:{port}/warehouse"
+    with pytest.raises(WarehouseUnreachable) as failure:
+        Warehouse(url).dates()
+    message = str(failure.value)
+    assert message.startswith(
+        f"The warehouse server postgresql+psycopg2://etl_admin:***@127.0.0.1:{port}/warehouse is not reachable: "
+    )
+    assert "Connection refused" in message and "WAREHOUSE_DB_URL names it" in message
+    assert "s3cret" not in message and "covid-etl run" not in message and "\n" not in message
+
+
+def test_the_dashboard_cannot_write_to_a_sqlite_warehouse(tmp_path: Path, warehouse_tables):
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    load_warehouse(url, {"dim_date": warehouse_tables["dim_date"].head(3)})
+    with get_read_only_engine(url).connect() as conn, pytest.raises(sa.exc.OperationalError, match="readonly"):
+        conn.execute(sa.text("DELETE FROM dim_date"))
+    assert len(Warehouse(url).dates()) == 3
 
 
 class FakeClock:
@@ -145,3 +189,14 @@ def test_results_are_copies_callers_may_modify(sqlite_warehouse_url: str):
     warehouse = Warehouse(sqlite_warehouse_url)
     warehouse.dates()["day_index"] = -1
     assert warehouse.dates()["day_index"].min() == 0
+
+
+def test_a_sqlite_path_with_uri_characters_opens_read_only(tmp_path: Path):
+    """The read-only SQLite URI quotes the path: a space, '#' or '%' in a directory name stays part of it."""
+    path = tmp_path / "my data #1 100%" / "warehouse.db"
+    path.parent.mkdir()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE t (x INTEGER)")
+    with get_read_only_engine(f"sqlite:///{path}").connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM t")).scalar_one() == 0
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["my data #1 100%", "warehouse.db"]

@@ -1,16 +1,26 @@
-"""Figure builders on small hand-made frames and a study on a four-country toy panel."""
+"""Figure builders on small hand-made frames and a study on a four-country toy panel; the bundled country
+outlines; the layout rules that keep titles, axis titles and legends clear of each other (seen in a browser by
+``test_browser.py``)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import dashboard
 from dashboard.figures import (
+    AXIS_TITLE_PX,
+    COUNTRY_OUTLINES_ASSET,
+    LEGEND_PX,
     MAP_CENTER,
+    MODEBAR_PX,
+    TICKS_PX,
     continent_figure,
     gap_figure,
     placebo_ratio_figure,
@@ -20,21 +30,28 @@ from dashboard.figures import (
 )
 from dashboard.study import comparable_placebos, placebo_table, run_study
 
+OUTLINES_URL = "/assets/countries-110m.geojson"
+OUTLINES_FILE = Path(dashboard.__file__).parent / "assets" / COUNTRY_OUTLINES_ASSET
+
+
+LOCATIONS = pd.DataFrame(
+    {
+        "country_region": ["Australia", "Vietnam", "Laos", "Nowhere"],
+        "province_state": ["Victoria", "", "", ""],
+        "latitude": [-37.8, 14.06, 19.86, None],
+        "longitude": [144.96, 108.28, 102.5, None],
+        "confirmed": [999, 9, 0, 5],
+        "deaths": [12, 0, 0, 0],
+        "who_region": ["Western Pacific", "Western Pacific", "Western Pacific", None],
+        "continent": ["Australia/Oceania", "Asia", "Asia", "Asia"],
+    }
+)
+
 
 def test_spread_map_shows_locations_with_cases_on_a_log_scale():
-    locations = pd.DataFrame(
-        {
-            "country_region": ["Australia", "Vietnam", "Laos", "Nowhere"],
-            "province_state": ["Victoria", "", "", ""],
-            "latitude": [-37.8, 14.06, 19.86, None],
-            "longitude": [144.96, 108.28, 102.5, None],
-            "confirmed": [999, 9, 0, 5],
-            "deaths": [12, 0, 0, 0],
-            "who_region": ["Western Pacific", "Western Pacific", "Western Pacific", None],
-            "continent": ["Australia/Oceania", "Asia", "Asia", "Asia"],
-        }
+    figure = spread_map_figure(
+        LOCATIONS, max_confirmed=99_999, map_style="white-bg", outlines_url=OUTLINES_URL, title="On 1 April 2020"
     )
-    figure = spread_map_figure(locations, max_confirmed=99_999, map_style="white-bg", title="On 1 April 2020")
     (trace,) = figure.data
     assert trace.type == "densitymap"
     assert list(trace.lat) == [-37.8, 14.06] and list(trace.lon) == [144.96, 108.28]
@@ -51,6 +68,31 @@ def test_spread_map_shows_locations_with_cases_on_a_log_scale():
     assert figure.layout.title.text == "On 1 April 2020"
 
 
+def test_spread_map_draws_the_country_outlines_as_a_line_layer_under_the_density_layer():
+    figure = spread_map_figure(
+        LOCATIONS, max_confirmed=10, map_style="white-bg", outlines_url=OUTLINES_URL, title="On 1 April 2020"
+    )
+    (layer,) = figure.layout.map.layers
+    assert (layer.sourcetype, layer.type, layer.source) == ("geojson", "line", OUTLINES_URL)
+    assert layer.below == "traces"  # plotly.js: before the first trace's map layer, i.e. under the density
+
+
+def test_the_bundled_country_outlines_are_small_and_hold_every_country():
+    """Natural Earth's 110m admin-0 countries as border lines: small enough to ship, no line running along or
+    across the antimeridian (it would draw a stripe over the whole map), coordinates on the globe."""
+    assert OUTLINES_FILE.stat().st_size < 400_000
+    outlines = json.loads(OUTLINES_FILE.read_text())
+    names = {feature["properties"]["name"] for feature in outlines["features"]}
+    assert len(names) == len(outlines["features"]) == 177
+    assert {"Vietnam", "Thailand", "France", "Brazil", "Australia", "Russia", "Fiji"} <= names
+    for feature in outlines["features"]:
+        assert feature["geometry"]["type"] == "MultiLineString"
+        for line in feature["geometry"]["coordinates"]:
+            assert all(-180 <= lon <= 180 and -90 <= lat <= 90 for lon, lat in line)
+            assert all(abs(a[0] - b[0]) < 180 for a, b in zip(line, line[1:])), feature["properties"]["name"]
+    assert (OUTLINES_FILE.parent / "README.md").read_text().count("public domain") >= 1
+
+
 def test_spread_map_of_a_day_without_cases_is_empty_not_an_error():
     locations = pd.DataFrame(
         {
@@ -64,7 +106,8 @@ def test_spread_map_of_a_day_without_cases_is_empty_not_an_error():
             "continent": ["Asia"],
         }
     )
-    (trace,) = spread_map_figure(locations, max_confirmed=0, map_style="white-bg", title="").data
+    figure = spread_map_figure(locations, max_confirmed=0, map_style="white-bg", outlines_url=OUTLINES_URL, title="")
+    (trace,) = figure.data
     assert len(trace.lat) == 0 and trace.zmax == 1.0
 
 
@@ -144,7 +187,7 @@ def test_gap_figure_puts_the_treated_gap_over_the_comparable_placebo_gaps(study)
     assert list(figure.data[0].y) == list(study.placebo.gaps["A"])
     assert list(figure.data[-1].y) == pytest.approx([0, 0, 0, -1, -2, -3])
     assert all(t.line.color == "#b8b8b8" for t in figure.data[:-1])
-    assert "grey: 2 of 3 placebos" in figure.layout.title.text
+    assert "grey: 2 of 3 placebos" in figure.layout.title.subtitle.text
 
 
 def test_placebo_ratio_figure_highlights_the_treated_unit(study):
@@ -158,4 +201,55 @@ def test_placebo_ratio_figure_highlights_the_treated_unit(study):
     assert ratios["T"] == pytest.approx(1.1 * max(others))
     assert dict(zip(bars.y, bars.text, strict=True))["T"] == "∞"
     assert dict(zip(bars.y, bars.marker.color, strict=True))["T"] != "#b8b8b8"
-    assert f"p = {study.placebo.p_value:.2f}" in figure.layout.title.text
+    assert figure.layout.title.subtitle.text == f"p = {study.placebo.p_value:.2f}"
+
+
+def _layout_cases(study) -> dict:
+    counts = ("confirmed", "deaths", "recovered", "active")
+    trend = pd.DataFrame(
+        {"date": pd.to_datetime(["2020-04-01"]), **{c: [1] for c in (*counts, "new_cases", "new_deaths")}}
+    )
+    continents = pd.DataFrame(
+        {"continent": ["Asia"], **{f"total_{c}": [1] for c in counts}, "number_of_countries": [1], "population": [1]}
+    )
+    return {
+        "trend": trend_figure(trend, "Vietnam"),
+        "continents": continent_figure(continents),
+        "synthetic": synthetic_figure(study),
+        "gap": gap_figure(study),
+        "ratio": placebo_ratio_figure(study, placebo_table(study)),
+    }
+
+
+def test_titles_sit_below_the_mode_bar_with_room_for_the_subtitle(study):
+    """One-line titles anchored at the top, padded below the mode bar; second lines as Plotly subtitles (which
+    Plotly places and measures), and a top margin holding both."""
+    for name, figure in _layout_cases(study).items():
+        title = figure.layout.title
+        assert (title.yref, title.y, title.yanchor, title.pad.t) == ("container", 1, "top", MODEBAR_PX), name
+        assert (title.xanchor, title.x) == ("left", 0), name  # away from the mode bar at the top right
+        assert "<br>" not in title.text, name
+        subtitle = 18 if title.subtitle.text else 0
+        assert figure.layout.margin.t >= MODEBAR_PX + 20 + subtitle, name
+    assert _layout_cases(study)["gap"].layout.margin.t > _layout_cases(study)["synthetic"].layout.margin.t
+    spread_map = spread_map_figure(
+        LOCATIONS, max_confirmed=10, map_style="white-bg", outlines_url=OUTLINES_URL, title="On 1 April 2020"
+    ).layout
+    assert spread_map.title.pad.t == MODEBAR_PX and spread_map.margin.t >= MODEBAR_PX + 20
+
+
+def test_legends_sit_below_the_x_axis_and_its_title(study):
+    """The legend is pinned to the figure's bottom edge (container coordinates), and the bottom margin holds
+    the tick labels, the axis title (where there is one) and the legend's row."""
+    for name, figure in _layout_cases(study).items():
+        layout = figure.layout
+        axis_title = AXIS_TITLE_PX if layout.xaxis.title.text else 0
+        if layout.showlegend:
+            assert (layout.legend.orientation, layout.legend.yref, layout.legend.y) == ("h", "container", 0), name
+            assert layout.legend.yanchor == "bottom", name
+            assert layout.margin.b >= TICKS_PX + axis_title + LEGEND_PX, name
+        else:
+            assert layout.margin.b >= TICKS_PX + axis_title, name
+    figures = _layout_cases(study)
+    assert figures["continents"].layout.showlegend and figures["continents"].layout.xaxis.title.text == "people"
+    assert figures["ratio"].layout.yaxis.automargin  # country names push the margin, not the plot's width

@@ -15,6 +15,7 @@ from dashboard.study import DEFAULT_DONORS, balance_table, leave_one_out_table, 
 from etl_pipeline_tests.conftest import WORLDOMETER_NAMES
 from etl_pipeline_tests.dashboard.test_browser import (
     console_errors,
+    layout_problems,
     open_page,
     save_full_page,
     text_of,
@@ -100,4 +101,6 @@ def test_predictors_v_balance_and_robustness_checks(browser, dashboard_url, pane
     assert trace_names(browser, "scm-loo-graph") == expected_traces
     assert "as if Vietnam had acted on 11 March 2020" in text_of(browser, "scm-robustness-caption")
     save_full_page(browser, artifacts / "dashboard-study-predictors.png")
+    graphs = ("scm-v-graph", "scm-in-time-graph", "scm-loo-graph")
+    assert [p for g in graphs for p in layout_problems(browser, g)] == []
     assert console_errors(browser) == []
