@@ -22,6 +22,8 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from etl_pipeline.core.engines import describe_url
     from etl_pipeline.seed import seed_source
 
+    if args.data_dir and not args.data_dir.is_dir():
+        raise FileNotFoundError(f"--data-dir {args.data_dir}: no such directory")
     data_dir = args.data_dir or settings.covid_data_dir
     counts = seed_source(settings.source_db_url, data_dir)
     print(f"seeded {describe_url(settings.source_db_url)} from {data_dir}:")
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (default: all)")
     bench.set_defaults(handler=_bench)
 
-    jars = commands.add_parser("fetch-jars", help="resolve the JVM jars Spark needs (S3A connector) into their cache")
+    jars = commands.add_parser("fetch-jars", help="resolve the JVM jars Spark needs (Delta Lake, S3A connector) into their cache")
     jars.add_argument("--ivy", type=Path, help="Ivy cache directory (default: $SPARK_JARS_IVY, else "
                       "~/.cache/covid-etl/ivy)")
     jars.set_defaults(handler=_fetch_jars)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: Dagster's console log: by default only what would stop the process (the summary says what failed and why,
 #: without tracebacks); ``--verbose``: every step's start, end and failure, tracebacks included.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-VERBOSE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+VERBOSE = {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}  # Dagster logs step events at DEBUG
 LAYERS = ("source", "bronze", "silver", "gold", "warehouse")
 
 
@@ -56,6 +56,7 @@ class RunSummary:
     seeded: dict[str, int] | None
     layers: dict[str, LayerSummary] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    waited_seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -76,7 +77,8 @@ class RunSummary:
         for name, s in self.layers.items():
             lines.append(f"{name:<10}{s.assets:>7}{s.rows:>12,}{s.checks_passed:>10}{s.checks_warned:>8}"
                          f"{s.checks_failed:>8}{s.seconds:>9.1f}" + ("" if s.assets else "  (nothing materialized)"))
-        lines.append(f"{'SUCCESS' if self.success else 'FAILED'} in {self.wall_seconds:.1f} s wall time")
+        waited = f" (after {self.waited_seconds:.0f} s waiting for another run)" if self.waited_seconds >= 1 else ""
+        lines.append(f"{'SUCCESS' if self.success else 'FAILED'} in {self.wall_seconds:.1f} s wall time{waited}")
         lines += [f"  failure: {f}" for f in self.failures]
         lines += [f"  failed check: {c}" for c in self.failed_checks]
         if self.not_run:
@@ -124,6 +126,10 @@ def run_history(settings: Settings) -> dg.DagsterInstance:
     deployment's Postgres storage), else ``$ETL_HOME/dagster`` (SQLite storage), so that ``dagster dev`` with that
     ``DAGSTER_HOME`` shows the run, its step logs, materializations and asset check results afterwards."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():  # Dagster's defaults (SQLite storage here), said once instead of warned at every start
+        config.write_text("# The Dagster instance of `covid-etl run`: Dagster's defaults, SQLite storage in this "
+                          "directory.\n")
     return dg.DagsterInstance.from_config(str(settings.dagster_home))
 
 
@@ -141,6 +147,7 @@ def run_pipeline(settings: Settings, data_dir: Path | None = None, *, download: 
     download = data_dir is None if download is None else download
     data_dir = data_dir or settings.covid_data_dir
     with exclusive_run(settings.etl_home):
+        locked = time.perf_counter()
         check_servers(settings)
         ensure_data(data_dir, download=download)
         needed = needs_seed(settings.source_db_url, data_dir)
@@ -149,35 +156,38 @@ def run_pipeline(settings: Settings, data_dir: Path | None = None, *, download: 
         with (run_history(settings) if instance is None else contextlib.nullcontext(instance)) as inst:
             result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=VERBOSE if verbose else QUIET)
             summary = summarize(result, inst, seeded)
-    summary.wall_seconds = time.perf_counter() - started
-    summary.output, summary.next_steps = output_locations(settings, summary.run_id)
+    summary.wall_seconds, summary.waited_seconds = time.perf_counter() - locked, locked - started
+    summary.output, summary.next_steps = output_locations(settings, summary.run_id, summary.success)
     return summary
 
 
-def output_locations(settings: Settings, run_id: str | None) -> tuple[dict[str, str], list[str]]:
-    """Where a run's output landed (credentials redacted) and the commands that look at it."""
+def output_locations(settings: Settings, run_id: str | None, success: bool = True) -> tuple[dict[str, str], list[str]]:
+    """Where a run's output landed (credentials redacted) and the commands that look at it; after a failed run only
+    the Dagster UI, where the failed steps' logs are (the warehouse may not exist yet)."""
     lake = settings.lake_url if settings.lake_url.startswith("s3://") else str(Path(settings.lake_url).resolve())
     warehouse = describe_url(settings.warehouse_db_url)
     output = {
-        "lake": f"{lake}  (Delta tables; versions: covid-etl lake history gold.covid19_daily_stats)",
+        "lake": lake + ("  (Delta tables; versions: covid-etl lake history gold.covid19_daily_stats)" if success
+                        else ""),
         "warehouse": warehouse,
         "run history": f"{settings.dagster_home.resolve()}" + (f"  (run {run_id})" if run_id else ""),
     }
     url = sa.make_url(settings.warehouse_db_url)
     if url.get_backend_name() == "sqlite":
         query = f'sqlite3 {shlex.quote(url.database)} "SELECT COUNT(*) FROM covid19_daily_stats"'
-    else:
-        query = f'psql "{url.set(drivername="postgresql").render_as_string(hide_password=True)}"  (query the warehouse)'
+    else:  # no password in the URL: psql asks for it (or reads PGPASSWORD)
+        query = (f'psql "{url.set(drivername="postgresql", password=None).render_as_string()}"  (query the '
+                 "warehouse)")
     # The dashboard reads the warehouse of its own environment: name what this run's environment changed.
     env = f"ETL_HOME={shlex.quote(str(settings.etl_home))} " if "ETL_HOME" in settings.from_environment else ""
     same = ", with the same WAREHOUSE_DB_URL" if "WAREHOUSE_DB_URL" in settings.from_environment else ""
     next_steps = [
         f"{env}covid-etl dashboard   (the spread map and the study at http://127.0.0.1:8050{same})",
-        f"DAGSTER_HOME={settings.dagster_home.resolve()} dagster dev -h 127.0.0.1 -p 3000   (this run, its checks "
+        f"DAGSTER_HOME={settings.dagster_home.resolve()} dg dev -h 127.0.0.1 -p 3000   (this run, its checks "
         "and step logs at http://127.0.0.1:3000)",
         query,
     ]
-    return output, next_steps
+    return output, next_steps if success else next_steps[1:2]
 
 
 def summarize(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, seeded: dict[str, int] | None) -> RunSummary:

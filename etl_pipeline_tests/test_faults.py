@@ -741,7 +741,9 @@ def country_renamed(home: Path, data_dir: Path, tmp_path_factory: pytest.TempPat
     return run_over(home, dataset(tmp_path_factory.mktemp("renamed"), rows)), rows
 
 
-def test_a_country_renamed_mid_series_is_named_where_it_occurs_and_nothing_is_published(country_renamed) -> None:
+def test_a_country_renamed_mid_series_is_named_where_it_occurs_and_nothing_is_published(
+    country_renamed, home: Path
+) -> None:
     attempt, rows = country_renamed
     attempt.assert_nothing_published()
     where = {name: [date for date, country in zip(column(rows[name], "Date"), column(rows[name], "Country/Region"))
@@ -762,6 +764,10 @@ def test_a_country_renamed_mid_series_is_named_where_it_occurs_and_nothing_is_pu
     assert not_run.endswith(f", {PUBLISH_STEP}") and "gold__medical__covid19_daily_stats" in not_run
     assert "failure:" not in attempt.out  # the check failed, not a step: its own line says why
     assert "Traceback" not in attempt.err  # an expected failure: the summary says it all (--verbose shows more)
+    out = attempt.out.splitlines()
+    assert out[out.index("next:") + 1:] == [  # only where the failed steps' logs are: no dashboard, no query
+        f"  DAGSTER_HOME={home / 'dagster'} dg dev -h 127.0.0.1 -p 3000   (this run, its checks and step "
+        "logs at http://127.0.0.1:3000)"]
 
 
 @pytest.fixture(scope="module")

@@ -247,3 +247,11 @@ def test_a_data_dir_without_the_files_names_them_and_downloads_only_when_asked(u
 
     ensure_data(tmp_path / "new", download=True)  # what `--download` does before the run proper
     assert missing_or_invalid(tmp_path / "new") == [] and len(upstream.requests) == len(DATASET_FILES)
+
+
+def test_seed_with_a_data_dir_that_does_not_exist_says_so(tmp_path, monkeypatch, capsys):
+    from etl_pipeline.cli import main
+
+    monkeypatch.setenv("ETL_HOME", str(tmp_path / "etl_home"))
+    assert main(["seed", "--data-dir", str(tmp_path / "covid91")]) == 1
+    assert capsys.readouterr().err == f"covid-etl seed: error: --data-dir {tmp_path / 'covid91'}: no such directory\n"

@@ -79,7 +79,7 @@ def test_summary_says_where_the_output_landed_and_what_to_do_next(embedded_run):
     assert tail[4:7] == [
         "next:",
         f"  ETL_HOME={home} covid-etl dashboard   (the spread map and the study at http://127.0.0.1:8050)",
-        f"  DAGSTER_HOME={home / 'dagster'} dagster dev -h 127.0.0.1 -p 3000   (this run, its checks and step logs at "
+        f"  DAGSTER_HOME={home / 'dagster'} dg dev -h 127.0.0.1 -p 3000   (this run, its checks and step logs at "
         "http://127.0.0.1:3000)",
     ]
     query = tail[7].strip()
