@@ -24,7 +24,7 @@ from deltalake import CommitProperties, write_deltalake
 from deltalake.exceptions import DeltaError
 
 from etl_pipeline.resources.arrow_input import as_reader
-from etl_pipeline.resources.delta_lake import RUN_ID_KEY, VERSION_KEY, open_table, own_commit, recorded_version, vacuum
+from etl_pipeline.resources.delta_lake import RUN_ID_KEY, VERSION_KEY, open_table, recorded_version, vacuum
 from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.retries import retry_only_transient
 
@@ -65,10 +65,11 @@ class MinIOIOManager(dg.ConfigurableIOManager):
             self.lake.ensure_bucket()
             write_deltalake(uri, stream.reader, mode="overwrite", schema_mode="overwrite", storage_options=options,
                             commit_properties=CommitProperties(custom_metadata={RUN_ID_KEY: run_id} if run_id else None))
+            # The latest version is this write's: one run writes a table at a time (the run lock, the writers'
+            # pool). No history() here: a log listing that a flaky S3 connection can make fail after the commit.
             table = open_table(uri, options)
-            version = own_commit(table, run_id)["version"]
-            written = table if version == table.version() else open_table(uri, options, version)
-            preview = written.to_pyarrow_dataset().head(PREVIEW_ROWS)
+            version = table.version()
+            preview = table.to_pyarrow_dataset().head(PREVIEW_ROWS)
             vacuum(table, self.lake.retention_hours)
         except (OSError, DeltaError, pa.ArrowException) as exc:
             if stream.error is not None:
