@@ -22,7 +22,7 @@ from etl_pipeline_tests.dashboard.conftest import served_dashboard
 
 pytestmark = pytest.mark.browser
 
-TIMEOUT_S = 60
+TIMEOUT_S = 120  # an upper bound for refits and page loads on a loaded 2-core machine, not a speed check
 MAP_POINTS = (
     "var g = document.querySelector('#spread-map .js-plotly-plot');"
     "return g && g._fullData && g._fullData[0] ? g._fullData[0].customdata : null;"
