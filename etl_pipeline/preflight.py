@@ -17,7 +17,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
-import pyarrow.fs as pafs
 import sqlalchemy as sa
 
 from etl_pipeline.core.engines import CONNECT_TIMEOUT_S, check_connection
@@ -67,13 +66,7 @@ def check_lake(lake: LakeResource) -> None:
     """The endpoint answers and the credentials may look at the bucket (a missing bucket is fine: the first
     write creates it)."""
     bucket, _ = split_s3_url(lake.url)
-    options: dict = {"access_key": lake.aws_access_key_id, "secret_key": lake.aws_secret_access_key,
-                     "region": lake.region, "connect_timeout": CONNECT_TIMEOUT_S, "request_timeout": CONNECT_TIMEOUT_S,
-                     "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=1)}
-    if lake.s3_endpoint_url:
-        parsed = urlparse(lake.s3_endpoint_url)
-        options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
-    pafs.S3FileSystem(**options).get_file_info(bucket)
+    lake.filesystem(CONNECT_TIMEOUT_S, CONNECT_TIMEOUT_S, attempts=1).get_file_info(bucket)
 
 
 def check_spark(master: str) -> None:

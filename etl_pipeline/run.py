@@ -181,13 +181,12 @@ def output_locations(settings: Settings, run_id: str | None, success: bool = Tru
     # The dashboard reads the warehouse of its own environment: name what this run's environment changed.
     env = f"ETL_HOME={shlex.quote(str(settings.etl_home))} " if "ETL_HOME" in settings.from_environment else ""
     same = ", with the same WAREHOUSE_DB_URL" if "WAREHOUSE_DB_URL" in settings.from_environment else ""
-    next_steps = [
-        f"{env}covid-etl dashboard   (the spread map and the study at http://127.0.0.1:8050{same})",
-        f"DAGSTER_HOME={settings.dagster_home.resolve()} dg dev -h 127.0.0.1 -p 3000   (this run, its checks "
-        "and step logs at http://127.0.0.1:3000)",
-        query,
-    ]
-    return output, next_steps if success else next_steps[1:2]
+    ui = (f"DAGSTER_HOME={settings.dagster_home.resolve()} dg dev -h 127.0.0.1 -p 3000   (this run, its checks "
+          "and step logs at http://127.0.0.1:3000)")
+    if not success:
+        return output, [ui]
+    dashboard = f"{env}covid-etl dashboard   (the spread map and the study at http://127.0.0.1:8050{same})"
+    return output, [dashboard, ui, query]
 
 
 def summarize(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, seeded: dict[str, int] | None) -> RunSummary:

@@ -101,11 +101,15 @@ class LakeResource(dg.ConfigurableResource):
             conf["spark.hadoop.fs.s3a.secret.key"] = self.aws_secret_access_key
         return conf
 
-    def filesystem(self) -> pafs.S3FileSystem:
-        """pyarrow's S3 client for the lake, timeouts bounded so that a stopped endpoint fails instead of hanging."""
+    def filesystem(self, connect_timeout: float = 10, request_timeout: float = 60,
+                   attempts: int | None = None) -> pafs.S3FileSystem:
+        """pyarrow's S3 client for the lake, timeouts bounded so that a stopped endpoint fails instead of hanging;
+        ``attempts``: per request (default: the AWS SDK's standard retries)."""
         options: dict = {"access_key": self.aws_access_key_id, "secret_key": self.aws_secret_access_key,
                          "region": self.region, "allow_bucket_creation": True,
-                         "connect_timeout": 10, "request_timeout": 60}
+                         "connect_timeout": connect_timeout, "request_timeout": request_timeout}
+        if attempts is not None:
+            options["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=attempts)
         if self.s3_endpoint_url:
             parsed = urlparse(self.s3_endpoint_url)
             options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)

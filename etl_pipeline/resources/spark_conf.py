@@ -101,11 +101,11 @@ def jars_conf(master: str, packages: Sequence[str], ivy: str | Path) -> dict[str
     (the server holds them)."""
     if not packages or is_connect(master):
         return {}
-    if not is_local(master):
-        return classpath_conf(packages, ivy)
     try:
         return classpath_conf(packages, ivy)
     except JarsUnavailable:
+        if not is_local(master):
+            raise
         return packages_conf(packages, ivy)
 
 

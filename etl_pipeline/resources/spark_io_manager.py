@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
-from pyspark.sql import DataFrame
 from deltalake import DeltaTable
+from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
 from etl_pipeline.resources.delta_lake import VERSION_KEY, commit_rows, open_table, own_commit, recorded_version, vacuum
