@@ -10,6 +10,7 @@ import os
 
 import pandas as pd
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -79,7 +80,9 @@ def console_errors(browser) -> list[dict]:
 
 
 def wait_for(browser, condition, message: str):
-    return WebDriverWait(browser, TIMEOUT_S).until(lambda _: condition(), message=message)
+    """Poll ``condition`` until true; an element Dash re-rendered while it was read counts as "not yet"."""
+    waiting = WebDriverWait(browser, TIMEOUT_S, ignored_exceptions=(StaleElementReferenceException,))
+    return waiting.until(lambda _: condition(), message=message)
 
 
 def text_of(browser, element_id: str) -> str:
