@@ -10,11 +10,19 @@ from etl_pipeline.settings import Settings
 
 
 def _fetch_data(args: argparse.Namespace, settings: Settings) -> int:
-    from etl_pipeline.fetch import default_base_url, fetch_data
+    from etl_pipeline.fetch import default_base_url, fetch_data, vintages
 
     dest = args.dest or settings.covid_data_dir
-    fetched = fetch_data(dest, base_url=default_base_url())
-    print(f"{len(fetched)} file(s) downloaded to {dest}; all four verified")
+    fetched = fetch_data(dest, base_url=default_base_url(), follow=args.follow)
+    if not args.follow:
+        print(f"{len(fetched)} file(s) downloaded to {dest}; all four verified")
+        return 0
+    accepted = vintages(dest)[-len(fetched):] if fetched else []
+    for v in accepted:
+        kept = f"; the previous one ({v.previous_sha256[:12]}) kept under {dest / 'vintages'}" if v.previous_sha256 \
+            else ""
+        print(f"{v.file}: new vintage sha256 {v.sha256[:12]} ({v.bytes:,} bytes){kept}")
+    print(f"{len(accepted)} file(s) changed upstream; vintages recorded in {dest / 'vintages.jsonl'}")
     return 0
 
 
@@ -36,7 +44,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from etl_pipeline.run import run_pipeline
 
     summary = run_pipeline(settings, args.data_dir, download=args.download or args.data_dir is None,
-                           verbose=args.verbose)
+                           verbose=args.verbose, full_refresh=args.full_refresh)
     print(summary.format())
     return 0 if summary.success else 1
 
@@ -86,18 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     fetch = commands.add_parser("fetch-data", help="download the four CSV files and verify their sha256")
     fetch.add_argument("--dest", type=Path, help="directory to write to (default: $COVID_DATA_DIR)")
+    fetch.add_argument("--follow", action="store_true",
+                       help="accept a changed upstream content as a new vintage (the previous file is kept under "
+                       "vintages/, every vintage logged in vintages.jsonl) instead of requiring the published sha256")
     fetch.set_defaults(handler=_fetch_data)
 
     seed = commands.add_parser("seed", help="validate the CSV files and load them into the source database")
     seed.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR)")
     seed.set_defaults(handler=_seed)
 
-    run = commands.add_parser("run", help="seed if needed, then materialize every asset once and print a summary")
+    run = commands.add_parser("run", help="seed if needed, observe the sources, materialize what is stale, print a summary")
     run.add_argument("--data-dir", type=Path, help="directory holding the CSV files (default: $COVID_DATA_DIR, "
                      "where missing files are downloaded); a named directory must exist and hold them")
     run.add_argument("--download", action="store_true",
                      help="download missing files into --data-dir too (it is created if needed)")
     run.add_argument("--verbose", action="store_true", help="Dagster's step logs and tracebacks on stderr")
+    run.add_argument("--full-refresh", action="store_true",
+                     help="materialize every asset, stale or not (default: only what a changed source table or a "
+                     "failed run left stale)")
     run.set_defaults(handler=_run)
 
     bench = commands.add_parser("bench", help="measure the pipeline against the original methods and a pandas floor")

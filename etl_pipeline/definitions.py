@@ -8,6 +8,7 @@ session instead of starting a JVM per step (see resources/spark.py).
 from __future__ import annotations
 
 import functools
+import warnings
 
 import dagster as dg
 
@@ -48,6 +49,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 ALL_ASSETS_JOB = "covid19_etl_job"
+OBSERVE_JOB = "observe_sources_job"
 
 
 def database_kind(url: str) -> str:
@@ -61,11 +63,40 @@ def with_kind(kind: str, assets: list) -> list:
     return dg.map_asset_specs(lambda spec: spec.merge_attributes(kinds={kind}), assets)
 
 
-def schedule_status(settings: Settings) -> dg.DefaultScheduleStatus:
+#: The automation condition of every materializable asset: materialize when missing or when an upstream asset was
+#: updated (a source observed with a new data version, an upstream asset materialized), as Dagster's ``eager``
+#: does, and only once the blocking checks of the upstream assets passed.
+REFRESH_WHEN_UPSTREAM_CHANGED = (
+    dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+    & ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True))
+).with_label("eager, unless an upstream blocking check failed")
+
+
+def refreshed_when_upstream_changed(assets: list) -> list:
+    return dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=REFRESH_WHEN_UPSTREAM_CHANGED), assets)
+
+
+def automation_status(settings: Settings) -> dg.DefaultSensorStatus:
     """The daily refresh runs by default only when deployed (a source database server, not a SQLite file): someone
-    trying the UI embedded would otherwise start a full run by leaving it open past 01:00 UTC."""
+    trying the UI embedded would otherwise start a run by leaving it open past 01:00 UTC."""
     embedded = backend(settings.source_db_url) == "sqlite"
-    return dg.DefaultScheduleStatus.STOPPED if embedded else dg.DefaultScheduleStatus.RUNNING
+    return dg.DefaultSensorStatus.STOPPED if embedded else dg.DefaultSensorStatus.RUNNING
+
+
+def daily_refresh(settings: Settings) -> dg.AutomationConditionSensorDefinition:
+    """The sensor that evaluates every asset's automation condition (every 30 s under the daemon), the observable
+    source tables included."""
+    with warnings.catch_warnings():  # include_sources is beta; without it the sources would not be observed
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        everything = dg.AssetSelection.all(include_sources=True)
+    return dg.AutomationConditionSensorDefinition(
+        "daily_refresh", target=everything, default_status=automation_status(settings),
+        description="Declarative automation: the source tables are observed every day at 01:00 UTC, and an asset "
+        "is materialized when an upstream asset changed (a new data version), unless an upstream blocking check "
+        "failed. An unchanged day runs nothing.",
+    )
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -74,18 +105,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ALL_ASSETS_JOB, selection=dg.AssetSelection.all(),
         description="Every asset of the platform, source database to warehouse, with all asset checks.",
     )
+    observe = dg.define_asset_job(
+        OBSERVE_JOB, selection=dg.AssetSelection.assets(*source_assets),
+        description="Fingerprint the source tables: their data versions tell which assets are out of date.",
+    )
     source_kind, warehouse_kind = database_kind(settings.source_db_url), database_kind(settings.warehouse_db_url)
     return dg.Definitions(
-        assets=[*with_kind(source_kind, [*source_assets, *bronze_assets]), *silver_assets, *gold_assets,
-                *with_kind(warehouse_kind, warehouse_assets)],
+        assets=[*with_kind(source_kind, source_assets),
+                *refreshed_when_upstream_changed([*with_kind(source_kind, bronze_assets), *silver_assets,
+                                                  *gold_assets, *with_kind(warehouse_kind, warehouse_assets)])],
         asset_checks=[*silver_checks, *gold_checks],
-        jobs=[everything],
-        schedules=[dg.ScheduleDefinition(
-            name="daily_refresh", job=everything, cron_schedule="0 1 * * *", execution_timezone="UTC",
-            description="Refresh the whole platform every day at 01:00 UTC.",
-            default_status=schedule_status(settings),
-        )],
-        sensors=[alert_on_run_failure],
+        jobs=[everything, observe],
+        sensors=[alert_on_run_failure, daily_refresh(settings)],
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )

@@ -2,17 +2,26 @@
 
 A local file is either absent or byte-identical to the published one: each download is streamed
 into a temporary file next to its target, its sha256 checked, and only then renamed into place.
+
+With ``follow`` (``covid-etl fetch-data --follow``) the upstream may change: every file is downloaded, and a
+content that differs from the local file is accepted as a new **vintage**: the previous file is kept as
+``vintages/<file stem>/<its sha256>.csv`` and a line ``{"file", "sha256", "previous_sha256", "fetched_at",
+"url", "bytes"}`` is appended to ``vintages.jsonl`` in the data directory, so no vintage is replaced without a
+trace.
 Connection errors, timeouts, truncated bodies and HTTP 5xx/429 are retried with exponential backoff;
 anything else (HTTP 404, a checksum mismatch) is final, because trying again would give the same answer.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import os
+import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +71,18 @@ DATASET_FILES: tuple[DatasetFile, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Vintage:
+    """One accepted content of a file (a line of ``vintages.jsonl``); ``fetched_at`` in UTC, ISO 8601."""
+
+    file: str
+    sha256: str
+    previous_sha256: str | None
+    fetched_at: str
+    url: str
+    bytes: int
+
+
 class FetchError(Exception):
     """A dataset file could not be downloaded and verified; nothing unverified was left in place."""
 
@@ -108,6 +129,7 @@ def fetch_data(
     backoff_s: float = 1.0,
     progress: bool = True,
     timeout_s: float = 30,
+    follow: bool = False,
 ) -> list[Path]:
     """Make ``dest`` hold every dataset file, verified; return the paths that were downloaded.
 
@@ -115,6 +137,10 @@ def fetch_data(
     a wrong checksum is deleted and downloaded again. Each file gets ``1 + retries`` attempts at
     most, waiting ``backoff_s * 2**n`` seconds before retry ``n + 1``. Stops at the first file that
     fails, raising :class:`FetchError`; files verified before it stay in place.
+
+    ``follow``: every file is downloaded and whatever the upstream now serves is accepted; the paths returned are
+    those that got a new vintage (see the module docstring and :func:`vintages`). A file whose download fails
+    stays as it was, its vintages too.
     """
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
@@ -123,13 +149,53 @@ def fetch_data(
     with requests.Session() as session:
         for file in DATASET_FILES:
             target = dest / file.name
+            if follow:
+                incoming = dest / f".{file.name}.incoming"
+                try:
+                    sha256 = _fetch_with_retries(session, file, incoming, base_url, retries, backoff_s, progress,
+                                                 timeout_s, expected=None)
+                    if _accept(dest, file, incoming, sha256, file.url(base_url)):
+                        downloaded.append(target)
+                finally:
+                    incoming.unlink(missing_ok=True)
+                continue
             if target.exists():
                 if sha256_of(target) == file.sha256:
                     continue
                 target.unlink()
-            _fetch_with_retries(session, file, target, base_url, retries, backoff_s, progress, timeout_s)
+            _fetch_with_retries(session, file, target, base_url, retries, backoff_s, progress, timeout_s,
+                                expected=file.sha256)
             downloaded.append(target)
     return downloaded
+
+
+def vintages(dest: Path) -> list[Vintage]:
+    """Every vintage accepted into ``dest`` by ``fetch_data(follow=True)``, oldest first (``vintages.jsonl``)."""
+    log = dest / "vintages.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    return [Vintage(**json.loads(line)) for line in lines]
+
+
+def _accept(dest: Path, file: DatasetFile, incoming: Path, sha256: str, url: str) -> Vintage | None:
+    """Put ``incoming`` in place of ``dest/file.name`` unless it holds the same bytes; the previous file is first
+    copied under ``vintages/`` and the new vintage appended to ``vintages.jsonl``."""
+    target = dest / file.name
+    previous = sha256_of(target) if target.exists() else None
+    if previous == sha256:
+        return None
+    if previous is not None:
+        kept = dest / "vintages" / Path(file.name).stem / f"{previous}{Path(file.name).suffix}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        if not kept.exists():
+            shutil.copy2(target, kept)
+    vintage = Vintage(file.name, sha256, previous, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                      url, incoming.stat().st_size)
+    os.replace(incoming, target)
+    with (dest / "vintages.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps(asdict(vintage)) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+    return vintage
 
 
 def _fetch_with_retries(
@@ -141,23 +207,27 @@ def _fetch_with_retries(
     backoff_s: float,
     progress: bool,
     timeout_s: float,
-) -> None:
+    *,
+    expected: str | None,
+) -> str:
+    """Download ``file`` to ``target`` (checked against ``expected`` unless None); returns its sha256."""
     url = file.url(base_url)
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff_s * 2 ** (attempt - 1))
         try:
-            _download_verified(session, file, url, target, progress, timeout_s)
-            return
+            return _download_verified(session, file, url, target, progress, timeout_s, expected)
         except _TransientError as exc:
             reason = str(exc)
     raise FetchError(file.name, url, f"{reason} (gave up after {retries + 1} attempts)")
 
 
 def _download_verified(
-    session: requests.Session, file: DatasetFile, url: str, target: Path, progress: bool, timeout_s: float
-) -> None:
-    """One attempt: stream ``url`` into a temporary file beside ``target``, check it, rename it into place."""
+    session: requests.Session, file: DatasetFile, url: str, target: Path, progress: bool, timeout_s: float,
+    expected: str | None,
+) -> str:
+    """One attempt: stream ``url`` into a temporary file beside ``target``, check it against ``expected`` (unless
+    None), rename it into place; returns its sha256."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
@@ -165,9 +235,10 @@ def _download_verified(
             actual = _stream(session, file, url, out, progress, timeout_s)
             out.flush()
             os.fsync(out.fileno())
-        if actual != file.sha256:
-            raise FetchError(file.name, url, f"checksum mismatch: expected sha256 {file.sha256}, got {actual}")
+        if expected is not None and actual != expected:
+            raise FetchError(file.name, url, f"checksum mismatch: expected sha256 {expected}, got {actual}")
         os.replace(tmp, target)
+        return actual
     finally:
         tmp.unlink(missing_ok=True)
 

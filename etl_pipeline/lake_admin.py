@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from etl_pipeline.asset_keys import asset_key
+from etl_pipeline.staleness import DATA_VERSION_TAG, INPUT_DATA_VERSION_TAG
 from etl_pipeline.resources.delta_lake import VERSION_KEY, history, open_table
 from etl_pipeline.resources.lake import LakeResource, lake_from_settings
 from etl_pipeline.settings import Settings
@@ -46,6 +47,10 @@ def restore(settings: Settings, name: str, version: int) -> int:
     history as a materialization of the asset with that new ``delta/version``, so that the steps downstream read
     the restored version; returns the new version.
 
+    The recorded materialization has a new data version, so the assets downstream are stale (the next
+    ``covid-etl run`` rebuilds them from the restored table), and the input data versions of the materialization it
+    replaces, so the restored table itself is not (the next run keeps it until its inputs change).
+
     Raises ``ValueError`` for a version the table does not have (or whose files VACUUM removed).
     """
     from etl_pipeline.run import run_history
@@ -58,7 +63,11 @@ def restore(settings: Settings, name: str, version: int) -> int:
     table.restore(version)
     restored = table.version()
     with run_history(settings) as instance:
+        replaced = instance.get_latest_data_version_record(table_key(name))
+        inputs = {tag: value for tag, value in (replaced.event_log_entry.tags or {} if replaced else {}).items()
+                  if tag.startswith(INPUT_DATA_VERSION_TAG)}
         instance.report_runless_asset_event(dg.AssetMaterialization(
             asset_key=table_key(name), description=f"covid-etl lake restore --version {version}",
-            metadata={VERSION_KEY: restored, "restored_from_version": version, "path": dg.MetadataValue.path(uri)}))
+            metadata={VERSION_KEY: restored, "restored_from_version": version, "path": dg.MetadataValue.path(uri)},
+            tags={**inputs, DATA_VERSION_TAG: f"{uri}@{restored}"}))
     return restored

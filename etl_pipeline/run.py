@@ -1,4 +1,6 @@
-"""``covid-etl run``: make sure the data and the source database are there, then materialize everything once."""
+"""``covid-etl run``: make sure the data and the source database are there, observe the source tables, then
+materialize what is stale (everything on a first run or with ``--full-refresh``; nothing when no source table
+changed, see :mod:`etl_pipeline.staleness`)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ import sqlalchemy as sa
 
 from etl_pipeline.assets.warehouse import PUBLISH_STEP
 from etl_pipeline.core.engines import describe_url
-from etl_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
+from etl_pipeline.definitions import ALL_ASSETS_JOB, OBSERVE_JOB, build_definitions
 from etl_pipeline.fetch import DATASET_FILES, default_base_url, fetch_data, missing_or_invalid
 from etl_pipeline.preflight import check_servers
 from etl_pipeline.run_lock import exclusive_run
 from etl_pipeline.seed import needs_seed, seed_source
 from etl_pipeline.settings import Settings
+from etl_pipeline.staleness import run_selection, stale_assets
 
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
@@ -63,6 +66,9 @@ class RunSummary:
     not_run: list[str] = field(default_factory=list)
     published: bool | None = None
     run_id: str | None = None
+    #: ``{asset: why it was stale}`` of the assets the run was started for (their downstream assets ran too);
+    #: None: a full refresh (or a first run) of everything; empty: everything was up to date, nothing ran.
+    stale: dict[str, str] | None = None
     output: dict[str, str] = field(default_factory=dict)
     next_steps: list[str] = field(default_factory=list)
 
@@ -72,8 +78,15 @@ class RunSummary:
             lines.append("seeded the source database: " + ", ".join(f"{t} {n:,}" for t, n in self.seeded.items()))
         else:
             lines.append("source database already seeded from these files; not reloaded")
+        if self.stale == {}:
+            lines.append("up to date: no source table changed since the assets last read them and every check "
+                         "passed; nothing materialized (covid-etl run --full-refresh rebuilds everything)")
+        elif self.stale:
+            lines.append("stale: " + "; ".join(f"{asset} ({why})" for asset, why in self.stale.items())
+                         + "; these and everything downstream materialized")
         header = f"{'layer':<10}{'assets':>7}{'rows':>12}{'checks ok':>10}{'warned':>8}{'failed':>8}{'seconds':>9}"
-        lines += [header, "-" * len(header)]
+        if self.layers:
+            lines += [header, "-" * len(header)]
         for name, s in self.layers.items():
             lines.append(f"{name:<10}{s.assets:>7}{s.rows:>12,}{s.checks_passed:>10}{s.checks_warned:>8}"
                          f"{s.checks_failed:>8}{s.seconds:>9.1f}" + ("" if s.assets else "  (nothing materialized)"))
@@ -134,9 +147,11 @@ def run_history(settings: Settings) -> dg.DagsterInstance:
 
 
 def run_pipeline(settings: Settings, data_dir: Path | None = None, *, download: bool | None = None,
-                 verbose: bool = False, instance: dg.DagsterInstance | None = None) -> RunSummary:
+                 verbose: bool = False, full_refresh: bool = False,
+                 instance: dg.DagsterInstance | None = None) -> RunSummary:
     """Check every server (:func:`~etl_pipeline.preflight.check_servers`), make sure the data is there, seed the
-    source when the files changed, then materialize every asset once.
+    source when the files changed, observe the source tables (``observe_sources_job``), then materialize the stale
+    assets and everything downstream of them (:mod:`etl_pipeline.staleness`), or every asset if ``full_refresh``.
 
     ``data_dir``: the CSV files (default ``settings.covid_data_dir``); files are downloaded into the default
     directory when missing, into a named one only when ``download``. ``verbose``: Dagster's step logs (with
@@ -152,12 +167,34 @@ def run_pipeline(settings: Settings, data_dir: Path | None = None, *, download: 
         ensure_data(data_dir, download=download)
         needed = needs_seed(settings.source_db_url, data_dir)
         seeded = seed_source(settings.source_db_url, data_dir) if needed else None
-        job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
+        defs = build_definitions(settings)
+        config = VERBOSE if verbose else QUIET
         with (run_history(settings) if instance is None else contextlib.nullcontext(instance)) as inst:
-            result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=VERBOSE if verbose else QUIET)
-            summary = summarize(result, inst, seeded)
+            observed = defs.resolve_job_def(OBSERVE_JOB).execute_in_process(instance=inst, raise_on_error=False,
+                                                                            run_config=config)
+            summary = summarize(observed, inst, seeded) if not observed.success else \
+                _materialize(defs, inst, seeded, config, full_refresh=full_refresh)
     summary.wall_seconds, summary.waited_seconds = time.perf_counter() - locked, locked - started
     summary.output, summary.next_steps = output_locations(settings, summary.run_id, summary.success)
+    return summary
+
+
+def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance, seeded: dict[str, int] | None, config: dict,
+                 *, full_refresh: bool) -> RunSummary:
+    """One run of ``covid19_etl_job`` over the stale assets (all of them if ``full_refresh`` or none was ever
+    materialized); no run at all when nothing is stale."""
+    stale = {} if full_refresh else stale_assets(defs, instance)
+    first = bool(stale) and all(why == "never materialized" for why in stale.values())
+    job = defs.resolve_job_def(ALL_ASSETS_JOB)
+    if full_refresh or first:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=config)
+    elif not stale:
+        return RunSummary(success=True, seeded=seeded, stale={})
+    else:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=config,
+                                        asset_selection=run_selection(defs, stale))
+    summary = summarize(result, instance, seeded)
+    summary.stale = None if full_refresh or first else {key.to_user_string(): why for key, why in stale.items()}
     return summary
 
 

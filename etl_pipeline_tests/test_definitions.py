@@ -1,5 +1,5 @@
 """The whole code location loads: the module-level ``defs`` and one built from explicit settings, whose databases'
-kinds and the daily schedule's default status follow that configuration."""
+kinds and the daily refresh's default status follow that configuration."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_definitions_built_from_deployment_settings(monkeypatch: pytest.MonkeyPa
     assert database_kinds(defs) == {"source": {"mysql"}, "bronze": {"mysql"}, "silver": set(), "gold": set(),
                                     "warehouse": {"postgres"}}
     # deployed, the daemon runs the daily refresh from the start
-    assert defs.resolve_schedule_def("daily_refresh").default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_sensor_def("daily_refresh").default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_definitions_built_from_embedded_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -90,4 +90,4 @@ def test_definitions_built_from_embedded_settings(monkeypatch: pytest.MonkeyPatc
     assert database_kinds(defs) == {"source": {"sqlite"}, "bronze": {"sqlite"}, "silver": set(), "gold": set(),
                                     "warehouse": {"sqlite"}}
     # embedded, someone trying the UI does not start a full run by leaving it open past 01:00 UTC
-    assert defs.resolve_schedule_def("daily_refresh").default_status == dg.DefaultScheduleStatus.STOPPED
+    assert defs.resolve_sensor_def("daily_refresh").default_status == dg.DefaultSensorStatus.STOPPED

@@ -450,7 +450,7 @@ def test_the_dagster_instance_keeps_everything_in_postgres(postgres_url: str, tm
 
 def test_a_run_that_writes_waits_in_the_queue_while_another_holds_the_pool(tmp_path: Path) -> None:
     """deploy/dagster.yaml's concurrency settings, judged as the daemon's queue judges a queued run: "Materialize all"
-    in the UI (the implicit asset job) waits while a run of the job (e.g. the daily schedule) is in progress, and
+    in the UI (the implicit asset job) waits while a run of the job (e.g. a manual launch) is in progress, and
     goes once that run has ended."""
     import dagster as dg
     from dagster._core.execution.api import create_execution_plan

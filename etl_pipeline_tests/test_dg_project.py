@@ -33,6 +33,7 @@ def test_dg_list_defs_lists_the_code_location(tmp_path: Path) -> None:
     assets = {asset["asset_key"]: asset for asset in listed["assets"]}
     assert len(assets) == 4 + 4 + 5 + 6 + 6  # source, bronze, silver, gold, warehouse
     assert set(assets["warehouse/medical/covid19_daily_stats"]["kinds"]) == {"sqlite"}  # the embedded warehouse
-    assert [job["name"] for job in listed["jobs"]] == ["covid19_etl_job"]
-    assert [schedule["name"] for schedule in listed["schedules"]] == ["daily_refresh"]
+    assert [job["name"] for job in listed["jobs"]] == ["covid19_etl_job", "observe_sources_job"]
+    assert listed["schedules"] == []  # the daily refresh is declarative automation (a sensor), not a schedule
+    assert sorted(sensor["name"] for sensor in listed["sensors"]) == ["alert_on_run_failure", "daily_refresh"]
     assert len(listed["asset_checks"]) == 28

@@ -124,14 +124,16 @@ def test_bronze_holds_the_values_of_the_files(first_run: Run, home: Home, data_d
     assert_bronze_holds_every_row(home, data_dir)
 
 
-def test_a_second_run_over_the_same_files_does_not_reseed(first_run: Run, home: Home, data_dir: Path) -> None:
+def test_a_second_run_over_the_same_files_does_not_reseed_nor_materialize(first_run: Run, home: Home,
+                                                                          data_dir: Path) -> None:
     first_run.assert_success()
     second = home.run(data_dir)
     second.assert_success()
     assert "source database already seeded from these files; not reloaded" in second.out
     assert "seeded the source database:" not in second.out
+    assert "up to date: no source table changed since the assets last read them" in second.out
     assert home.source_rows() == EXPECTED_ROWS
-    assert second.layer("bronze")[1:3] == ["4", f"{sum(EXPECTED_ROWS.values()):,}"]
+    assert not [line for line in second.out.splitlines() if line.startswith("bronze ")]  # no layer materialized
 
 
 def test_a_run_over_another_snapshot_reseeds_and_bronze_holds_exactly_its_rows(
@@ -145,6 +147,7 @@ def test_a_run_over_another_snapshot_reseeds_and_bronze_holds_exactly_its_rows(
 
     run.assert_success()
     assert "seeded the source database: " + ", ".join(f"{t} {n:,}" for t, n in expected_rows.items()) in run.out
+    assert run.layer("bronze")[1:3] == ["4", f"{sum(expected_rows.values()):,}"]  # every table changed
     assert home.source_rows() == expected_rows
     assert_bronze_holds_every_row(home, snapshot)
     assert {name: (snapshot / t.file_name).exists() for name, t in SOURCE_TABLES.items()} == dict.fromkeys(

@@ -770,6 +770,22 @@ def test_a_country_renamed_mid_series_is_named_where_it_occurs_and_nothing_is_pu
         "logs at http://127.0.0.1:3000)"]
 
 
+def test_a_rerun_over_the_same_bad_files_fails_the_same_check_again(
+    country_renamed, home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Nothing changed in the source since the failed run, but its check failed: the asset is stale, so the rerun
+    checks it again and fails the same way, rather than finding everything up to date and publishing."""
+    first, rows = country_renamed
+    again = run_over(home, dataset(tmp_path_factory.mktemp("renamed_again"), rows))
+    again.assert_nothing_published()
+    assert "source database already seeded from these files; not reloaded" in again.out
+    [stale] = [line for line in again.out.splitlines() if line.startswith("stale: ")]
+    assert "silver/medical/covid19_countries (check every_country_mapped failed)" in stale
+    assert "bronze/" not in stale  # the sources were as the failed run left them
+    failed = [line for line in first.out.splitlines() if line.startswith("  failed check: ")]
+    assert failed and [line for line in again.out.splitlines() if line.startswith("  failed check: ")] == failed
+
+
 @pytest.fixture(scope="module")
 def gold_off_by_one(home: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Attempt, Rows]:
     """Gold that does not reconcile: country-wise holds one more confirmed US case than the time series' last day."""

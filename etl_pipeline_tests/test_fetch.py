@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import functools
 import hashlib
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from etl_pipeline.fetch import (
     FetchError,
     default_base_url,
     fetch_data,
+    vintages,
     missing_or_invalid,
 )
 from etl_pipeline_tests.conftest import free_port
@@ -255,3 +259,49 @@ def test_seed_with_a_data_dir_that_does_not_exist_says_so(tmp_path, monkeypatch,
     monkeypatch.setenv("ETL_HOME", str(tmp_path / "etl_home"))
     assert main(["seed", "--data-dir", str(tmp_path / "covid91")]) == 1
     assert capsys.readouterr().err == f"covid-etl seed: error: --data-dir {tmp_path / 'covid91'}: no such directory\n"
+
+
+# -- following an upstream that changes (--follow) ------------------------------------------------------------
+def vintages_logged(dest: Path) -> list[dict]:
+    """vintages.jsonl read as JSON, independently of :func:`vintages`."""
+    return [json.loads(line) for line in (dest / "vintages.jsonl").read_text().splitlines()]
+
+
+def test_follow_accepts_a_changed_upstream_as_a_new_vintage_and_keeps_the_previous(upstream, dest, data_dir):
+    assert fetch(dest, upstream, follow=True) == [dest / name for name in ALL_NAMES]
+    first = vintages(dest)
+    assert [v.file for v in first] == ALL_NAMES and all(v.previous_sha256 is None for v in first)
+    assert missing_or_invalid(dest) == []  # the published files, as published
+
+    published = (upstream.root / WORLDOMETER.upstream_name).read_bytes()
+    revised = published.replace(b"\nBrazil,South America,212710692,", b"\nBrazil,South America,212710700,")
+    assert revised != published
+    (upstream.root / WORLDOMETER.upstream_name).write_bytes(revised)
+
+    assert fetch(dest, upstream, follow=True) == [dest / WORLDOMETER.name]
+    vintage = vintages(dest)[-1]
+    assert (vintage.file, vintage.sha256, vintage.previous_sha256, vintage.bytes) == (
+        WORLDOMETER.name, sha256_hex(revised), WORLDOMETER.sha256, len(revised))
+    assert vintage.url == f"{upstream.base_url}/{WORLDOMETER.upstream_name}"
+    assert (dest / WORLDOMETER.name).read_bytes() == revised
+    kept = dest / "vintages" / "covid19_worldometer" / f"{WORLDOMETER.sha256}.csv"
+    assert kept.read_bytes() == published  # the previous vintage, not lost
+    logged = vintages_logged(dest)
+    assert len(logged) == 5 and logged[-1] == dataclasses.asdict(vintage)
+    assert datetime.datetime.fromisoformat(vintage.fetched_at).tzinfo is not None
+
+    assert fetch(dest, upstream, follow=True) == []  # unchanged
+    assert len(vintages_logged(dest)) == 5
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*ALL_NAMES, "vintages", "vintages.jsonl"])
+
+
+def test_follow_leaves_the_file_as_it_was_when_its_download_fails(upstream, dest):
+    fetch(dest, upstream, follow=True)
+    before = (dest / COUNTRY_WISE.name).read_bytes()
+    upstream.fail(COUNTRY_WISE.upstream_name, 404)
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch(dest, upstream, follow=True)
+    assert (dest / COUNTRY_WISE.name).read_bytes() == before
+    assert len(vintages_logged(dest)) == 4
+    assert not list(dest.glob(".*"))  # no partial download left behind
+

@@ -168,13 +168,16 @@ def history(home: Path, table: str) -> list[dict[str, str]]:
     return [m.groupdict() for line in done.stdout.splitlines() if (m := HISTORY_LINE.match(line))]
 
 
-def test_history_then_restore_then_the_next_step_reads_the_restored_version(embedded_run, tmp_path: Path) -> None:
+def test_history_then_restore_then_the_next_step_reads_the_restored_version(embedded_run, data_dir: Path,
+                                                                           tmp_path: Path) -> None:
     import dagster as dg
+
+    from etl_pipeline.definitions import ALL_ASSETS_JOB
 
     source, _ = embedded_run
     home = Path(shutil.copytree(source, tmp_path / "home", ignore=shutil.ignore_patterns("run.lock")))
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        [run] = instance.get_runs()
+        [run] = instance.get_runs(filters=dg.RunsFilter(job_name=ALL_ASSETS_JOB))
     table = home / "lake" / "gold" / "medical" / "covid19_daily_stats"
     original = DeltaTable(str(table)).to_pyarrow_table()
 
@@ -200,6 +203,19 @@ def test_history_then_restore_then_the_next_step_reads_the_restored_version(embe
         event = instance.get_latest_materialization_event(dg.AssetKey(["gold", "medical", "covid19_daily_stats"]))
         metadata = event.asset_materialization.metadata
         assert (metadata["delta/version"].value, metadata["restored_from_version"].value) == (2, 0)
+
+    # the next run keeps the restored table and rebuilds what reads it (continent totals, the date dimension and
+    # the daily fact derive from the daily stats; the warehouse) from it
+    again = covid_etl("run", "--data-dir", str(data_dir), env=embedded_env(home))
+    assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"
+    [stale] = [line for line in again.stdout.splitlines() if line.startswith("stale: ")]
+    assert sorted(stale.removeprefix("stale: ").removesuffix("; these and everything downstream materialized")
+                  .split("; ")) == [f"{reader} (gold/medical/covid19_daily_stats changed)" for reader in (
+                      "gold/medical/covid19_continent_stats", "gold/medical/dim_date", "gold/medical/fact_daily_cases",
+                      "warehouse/medical/covid19_daily_stats")]
+    assert [line.split()[:2] for line in again.stdout.splitlines() if line.startswith(("silver ", "gold ", "warehouse "))
+            ] == [["gold", "3"], ["warehouse", "6"]]
+    assert DeltaTable(str(table)).version() == 2
 
 
 def test_lake_commands_refuse_what_they_cannot_do_by_name(embedded_run, tmp_path: Path) -> None:

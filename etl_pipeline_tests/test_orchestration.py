@@ -1,4 +1,4 @@
-"""What a user sees in the Dagster UI: one job over the graph, the daily schedule, the failure sensor,
+"""What a user sees in the Dagster UI: one job over the graph, the daily refresh (declarative automation), the failure sensor,
 lineage grouped by layer with descriptions and kinds, and the asset checks."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import dagster as dg
 from dagster._core.execution.api import create_execution_plan
 
 from etl_pipeline.assets import WRITES_POOL
-from etl_pipeline.definitions import ALL_ASSETS_JOB, defs
+from etl_pipeline.definitions import ALL_ASSETS_JOB, OBSERVE_JOB, defs
 
 LAYERS = {"source", "bronze", "silver", "gold", "warehouse"}
 
@@ -15,17 +15,25 @@ LAYERS = {"source", "bronze", "silver", "gold", "warehouse"}
 def test_one_job_materializes_every_executable_asset_with_its_checks():
     job = defs.resolve_job_def(ALL_ASSETS_JOB)
     graph = defs.resolve_asset_graph()
-    executable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
-    assert set(job.asset_layer.executable_asset_keys) == executable
-    assert len(executable) == 4 + 5 + 6 + 6  # bronze, silver, gold, warehouse; the source tables are external
+    materializable = set(graph.materializable_asset_keys)
+    assert set(job.asset_layer.executable_asset_keys) == materializable
+    assert len(materializable) == 4 + 5 + 6 + 6  # bronze, silver, gold, warehouse; the source tables are external
     assert set(job.asset_layer.asset_graph.asset_check_keys) == set(graph.asset_check_keys)
+
+
+def test_the_source_tables_are_observed_by_their_own_job():
+    """Observable source assets: Dagster never materializes them, it records their content fingerprints."""
+    graph = defs.resolve_asset_graph()
+    sources = {k for k in graph.get_all_asset_keys() if k.path[0] == "source"}
+    assert len(sources) == 4 and all(graph.get(k).is_observable for k in sources)
+    assert set(defs.resolve_job_def(OBSERVE_JOB).asset_layer.executable_asset_keys) == sources
 
 
 def test_every_run_that_writes_holds_the_pool_that_serializes_writers_in_deployment():
     """The pool is on the assets, so it is held by runs of the job, by "Materialize all" in the UI (the implicit asset
     job) and by a run of one asset alike, as the instance records them when it creates the run."""
     graph = defs.resolve_asset_graph()
-    assert {key for key in graph.get_all_asset_keys() if graph.get(key).is_executable} == {
+    assert set(graph.materializable_asset_keys) == {
         key for key in graph.get_all_asset_keys() if graph.get(key).pools == {WRITES_POOL}}
     everything = defs.resolve_implicit_global_asset_job_def()
     one_asset = everything.get_subset(asset_selection={dg.AssetKey(["gold", "medical", "covid19_continent_stats"])})
@@ -35,11 +43,16 @@ def test_every_run_that_writes_holds_the_pool_that_serializes_writers_in_deploym
             assert run.run_op_concurrency.all_pools == {WRITES_POOL}, job.name
 
 
-def test_daily_schedule_runs_the_job_at_one_utc():
-    schedule = defs.resolve_schedule_def("daily_refresh")
-    assert schedule.job_name == ALL_ASSETS_JOB
-    assert schedule.cron_schedule == "0 1 * * *"
-    assert schedule.execution_timezone == "UTC"
+def test_the_daily_refresh_is_declarative_automation_over_every_asset():
+    """Its conditions at frozen times: test_automation.py."""
+    sensor = defs.resolve_sensor_def("daily_refresh")
+    assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+    graph = defs.resolve_asset_graph()
+    assert set(sensor.asset_selection.resolve(graph)) == set(graph.get_all_asset_keys())
+    for key in graph.get_all_asset_keys():
+        condition = graph.get(key).automation_condition
+        expected = "on_cron(0 1 * * *, UTC)" if key.path[0] == "source" else "eager, unless an upstream blocking check failed"
+        assert condition is not None and condition.get_label() == expected, key
 
 
 def test_run_failure_sensor_is_registered():

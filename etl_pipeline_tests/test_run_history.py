@@ -32,7 +32,7 @@ def expected_keys() -> tuple[set[dg.AssetKey], set[dg.AssetCheckKey]]:
 
 
 def test_the_run_is_recorded_with_its_job_and_status(history: dg.DagsterInstance) -> None:
-    [run] = history.get_runs()
+    [run] = history.get_runs(filters=dg.RunsFilter(job_name=ALL_ASSETS_JOB))
     assert run.job_name == ALL_ASSETS_JOB
     assert run.status == dg.DagsterRunStatus.SUCCESS
     steps = {stats.step_key: stats.status.value for stats in history.get_run_step_stats(run.run_id)}
@@ -41,7 +41,7 @@ def test_the_run_is_recorded_with_its_job_and_status(history: dg.DagsterInstance
 
 def test_every_asset_materialization_is_recorded_with_its_metadata(history: dg.DagsterInstance) -> None:
     assets, _ = expected_keys()
-    [run] = history.get_runs()
+    [run] = history.get_runs(filters=dg.RunsFilter(job_name=ALL_ASSETS_JOB))
     for key in assets:
         event = history.get_latest_materialization_event(key)
         assert event is not None and event.run_id == run.run_id, key.to_user_string()
@@ -50,7 +50,7 @@ def test_every_asset_materialization_is_recorded_with_its_metadata(history: dg.D
 
 def test_every_asset_check_result_is_recorded_with_its_metadata(history: dg.DagsterInstance) -> None:
     _, checks = expected_keys()
-    [run] = history.get_runs()
+    [run] = history.get_runs(filters=dg.RunsFilter(job_name=ALL_ASSETS_JOB))
     records = history.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     evaluations = {r.event_log_entry.dagster_event.asset_check_evaluation_data.asset_check_key: 
                    r.event_log_entry.dagster_event.asset_check_evaluation_data for r in records}
@@ -60,7 +60,7 @@ def test_every_asset_check_result_is_recorded_with_its_metadata(history: dg.Dags
 
 
 def test_step_logs_are_kept(history: dg.DagsterInstance) -> None:
-    [run] = history.get_runs()
+    [run] = history.get_runs(filters=dg.RunsFilter(job_name=ALL_ASSETS_JOB))
     logs = history.all_logs(run.run_id)
     step_keys = {entry.step_key for entry in logs if entry.step_key}
     assert any(key.startswith("bronze__") for key in step_keys) and any(key.startswith("warehouse") for key in step_keys)

@@ -180,9 +180,11 @@ def runs(accounts: Accounts, data_dir: Path, tmp_path_factory: pytest.TempPathFa
                 summary = run_pipeline(Settings.from_env(), data_dir, instance=instance)
                 print(summary.format())
             runs.success = summary.success
-            [record] = instance.get_runs()
-            runs.texts["run record"] = dg.serialize_value(record)
-            runs.texts["event log"] = "\n".join(dg.serialize_value(e) for e in instance.all_logs(record.run_id))
+            records = instance.get_runs()  # the sources' observation, then the assets' run
+            assert len(records) == 2
+            runs.texts["run record"] = "\n".join(dg.serialize_value(record) for record in records)
+            runs.texts["event log"] = "\n".join(dg.serialize_value(e) for record in records
+                                                for e in instance.all_logs(record.run_id))
     runs.texts["output of the complete run"] = complete_log.read_text(errors="replace")
     yield runs
 

@@ -189,12 +189,12 @@ class Reference:
             return {name: read_table(db, table) for name, table in WAREHOUSE_TABLES.items()}
 
     def run_record(self) -> RunRecord:
-        from dagster import DagsterInstance
+        from dagster import DagsterInstance, RunsFilter
 
         dagster_home = self.home / "dagster"
         assert dagster_home.is_dir(), f"the embedded run left no Dagster history in {dagster_home}"
         with DagsterInstance.from_config(str(dagster_home)) as instance:
-            [run] = instance.get_runs()
+            [run] = instance.get_runs(filters=RunsFilter(job_name=ALL_ASSETS_JOB))  # not the sources' observation
             return run_record(instance, run.run_id)
 
 
