@@ -65,7 +65,8 @@ def with_kind(kind: str, assets: list) -> list:
 
 #: The automation condition of every materializable asset: materialize when missing or when an upstream asset was
 #: updated (a source observed with a new data version, an upstream asset materialized), as Dagster's ``eager``
-#: does, and only once the blocking checks of the upstream assets passed.
+#: does, unless a blocking check of an upstream asset failed. Unlike ``eager`` a missing upstream asset does not
+#: hold it back (it is requested in the same tick), so a first build is one run rather than one per layer.
 REFRESH_WHEN_UPSTREAM_CHANGED = (
     dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
     & ~dg.AutomationCondition.any_deps_match(
