@@ -20,9 +20,12 @@ def _fetch_data(args: argparse.Namespace, settings: Settings) -> int:
     accepted = vintages(dest)[-len(fetched):] if fetched else []
     for v in accepted:
         kept = f"; the previous one ({v.previous_sha256[:12]}) kept under {dest / 'vintages'}" if v.previous_sha256 \
-            else ""
+            else " (its first vintage here)"
         print(f"{v.file}: new vintage sha256 {v.sha256[:12]} ({v.bytes:,} bytes){kept}")
-    print(f"{len(accepted)} file(s) changed upstream; vintages recorded in {dest / 'vintages.jsonl'}")
+    if accepted:
+        print(f"{len(accepted)} new vintage(s), recorded in {dest / 'vintages.jsonl'}")
+    else:
+        print(f"nothing changed upstream: {dest} holds what the upstream serves")
     return 0
 
 

@@ -134,7 +134,8 @@ def fetch_data(
     """Make ``dest`` hold every dataset file, verified; return the paths that were downloaded.
 
     Files already present with the right checksum are skipped (and not returned). A present file with
-    a wrong checksum is deleted and downloaded again. Each file gets ``1 + retries`` attempts at
+    a wrong checksum is deleted and downloaded again, unless it is a vintage accepted by ``follow`` (a
+    :class:`FetchError` says so and the file stays). Each file gets ``1 + retries`` attempts at
     most, waiting ``backoff_s * 2**n`` seconds before retry ``n + 1``. Stops at the first file that
     fails, raising :class:`FetchError`; files verified before it stay in place.
 
@@ -146,6 +147,7 @@ def fetch_data(
         raise ValueError(f"retries must be >= 0, got {retries}")
     dest.mkdir(parents=True, exist_ok=True)
     downloaded = []
+    accepted = {vintage.sha256 for vintage in vintages(dest)}
     with requests.Session() as session:
         for file in DATASET_FILES:
             target = dest / file.name
@@ -160,8 +162,12 @@ def fetch_data(
                     incoming.unlink(missing_ok=True)
                 continue
             if target.exists():
-                if sha256_of(target) == file.sha256:
+                present = sha256_of(target)
+                if present == file.sha256:
                     continue
+                if present in accepted:  # never replace a vintage without a trace
+                    raise FetchError(file.name, file.url(base_url), f"{target} holds the vintage {present} accepted "
+                                     "by --follow, not the published file; use --follow, or move the file away")
                 target.unlink()
             _fetch_with_retries(session, file, target, base_url, retries, backoff_s, progress, timeout_s,
                                 expected=file.sha256)

@@ -79,8 +79,8 @@ class RunSummary:
         else:
             lines.append("source database already seeded from these files; not reloaded")
         if self.stale == {}:
-            lines.append("up to date: no source table changed since the assets last read them and every check "
-                         "passed; nothing materialized (covid-etl run --full-refresh rebuilds everything)")
+            lines.append("up to date: no source table changed since the assets last read them and no blocking "
+                         "check failed; nothing materialized (covid-etl run --full-refresh rebuilds everything)")
         elif self.stale:
             lines.append("stale: " + "; ".join(f"{asset} ({why})" for asset, why in self.stale.items())
                          + "; these and everything downstream materialized")

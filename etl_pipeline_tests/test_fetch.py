@@ -305,3 +305,15 @@ def test_follow_leaves_the_file_as_it_was_when_its_download_fails(upstream, dest
     assert len(vintages_logged(dest)) == 4
     assert not list(dest.glob(".*"))  # no partial download left behind
 
+
+
+def test_a_fetch_without_follow_never_replaces_an_accepted_vintage(upstream, dest):
+    fetch(dest, upstream, follow=True)
+    served = upstream.root / WORLDOMETER.upstream_name
+    served.write_bytes(served.read_bytes().replace(b"\nBrazil,South America,212710692,",
+                                                   b"\nBrazil,South America,212710700,"))
+    fetch(dest, upstream, follow=True)
+    followed = (dest / WORLDOMETER.name).read_bytes()
+    with pytest.raises(FetchError, match="holds the vintage .* accepted by --follow, not the published file"):
+        fetch(dest, upstream)
+    assert (dest / WORLDOMETER.name).read_bytes() == followed
