@@ -11,19 +11,14 @@ import dagster as dg
 import pytest
 
 from etl_pipeline.definitions import defs
+from etl_pipeline_tests import test_incremental as incremental
 
 UTC = dt.timezone.utc
 SOURCES = ["source/medical/covid19_cases_position", "source/medical/covid19_country_wise",
            "source/medical/covid19_time_series", "source/medical/covid19_worldometer"]
-#: worldometer and every asset that reads it, directly or through another (see test_incremental.py), and the six
-#: warehouse tables, which are published together.
-READ_WORLDOMETER = [
-    "bronze/medical/covid19_worldometer", "gold/medical/covid19_continent_stats", "gold/medical/covid19_daily_stats",
-    "gold/medical/dim_country", "gold/medical/dim_date", "gold/medical/fact_daily_cases",
-    "silver/medical/covid19_countries", "silver/medical/covid19_worldometer",
-    *(f"warehouse/medical/{t}" for t in ("covid19_continent_stats", "covid19_daily_stats", "dim_country",
-                                         "dim_date", "fact_daily_cases", "fact_location_daily")),
-]
+#: worldometer's bronze and every asset that reads it, directly or through another, and the six warehouse tables,
+#: which are published together.
+READ_WORLDOMETER = sorted(incremental.READ_WORLDOMETER + incremental.WAREHOUSE)
 
 
 class Ticks:
