@@ -36,4 +36,4 @@ def test_dg_list_defs_lists_the_code_location(tmp_path: Path) -> None:
     assert [job["name"] for job in listed["jobs"]] == ["covid19_etl_job", "observe_sources_job"]
     assert listed["schedules"] == []  # the daily refresh is declarative automation (a sensor), not a schedule
     assert sorted(sensor["name"] for sensor in listed["sensors"]) == ["alert_on_run_failure", "daily_refresh"]
-    assert len(listed["asset_checks"]) == 28
+    assert len(listed["asset_checks"]) == 30

@@ -87,8 +87,10 @@ def silver(sources: dict[str, pd.DataFrame], reference: pd.DataFrame) -> dict[st
 def gold(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     countries = tables["countries"].assign(continent=tables["countries"]["continent"].fillna(UNKNOWN_CONTINENT))
     dim_country = countries[["country_region", "continent", "who_region", "population", "latitude", "longitude"]]
-    daily = tables["time_series"].merge(dim_country[["country_region", "latitude", "longitude", "continent"]],
-                                        on="country_region", how="left")
+    daily = tables["time_series"].merge(
+        dim_country[["country_region", "latitude", "longitude", "continent", "population"]],
+        on="country_region", how="left")
+    daily = with_measures(daily, ["country_region"])
     daily = daily[[c.name for c in WAREHOUSE_TABLES["covid19_daily_stats"].columns]]
     last = daily.sort_values("date").groupby("country_region", as_index=False)[MEASURES].last()
     continent = (last.merge(countries[["country_region", "continent", "population"]], on="country_region")
@@ -101,6 +103,7 @@ def gold(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                              "day": dates.dt.day, "iso_week": iso["week"], "day_of_week": iso["day"],
                              "day_index": (dates - dates.min()).dt.days})
     locations = tables["positions"].rename(columns={"lat": "latitude", "long": "longitude"})
+    locations = with_measures(locations, ["country_region", "province_state"], derive_new=True)
     return {
         "covid19_daily_stats": daily,
         "covid19_continent_stats": continent,
@@ -109,6 +112,33 @@ def gold(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         "fact_daily_cases": daily[[c.name for c in WAREHOUSE_TABLES["fact_daily_cases"].columns]],
         "fact_location_daily": locations[[c.name for c in WAREHOUSE_TABLES["fact_location_daily"].columns]],
     }
+
+
+def with_measures(frame: pd.DataFrame, entity: list[str], derive_new: bool = False) -> pd.DataFrame:
+    """The measures of ``etl_pipeline.transforms.measures``, in pandas (rows of an entity on consecutive days)."""
+    frame = frame.sort_values([*entity, "date"]).reset_index(drop=True)
+    by = frame.groupby(entity, sort=False)
+    if derive_new:
+        follows = by["date"].diff() == pd.Timedelta(days=1)
+        for new, cumulative in (("new_cases", "confirmed"), ("new_deaths", "deaths")):
+            frame[new] = by[cumulative].diff().where(follows).astype("Int64")
+        by = frame.groupby(entity, sort=False)
+    for count in ("new_cases", "new_deaths"):
+        frame[f"{count}_7d_avg"] = by[count].transform(
+            lambda s: s.astype("float64").rolling(7, min_periods=7).mean())
+    if "population" in frame:
+        population = frame["population"].astype("float64").where(frame["population"] > 0)
+        for measure in ("confirmed", "deaths", "new_cases", "new_deaths", "new_cases_7d_avg", "new_deaths_7d_avg"):
+            frame[f"{measure}_per_100k"] = frame[measure].astype("float64") * 100_000 / population
+            frame[f"{measure}_per_million"] = frame[measure].astype("float64") * 1_000_000 / population
+    confirmed = frame["confirmed"].astype("float64")
+    frame["case_fatality_ratio"] = (frame["deaths"].astype("float64") / confirmed).where(confirmed > 0)
+    first_100 = frame["date"].where(frame["confirmed"] >= 100).groupby([frame[e] for e in entity]).transform("min")
+    frame["days_since_100_cases"] = (frame["date"] - first_100).dt.days.where(frame["date"] >= first_100).astype(
+        "Int64")
+    counts = [c for c in ("new_cases", "new_deaths", "new_recovered") if c in frame]
+    frame["negative_daily_count"] = (frame[counts].fillna(0) < 0).any(axis=1)
+    return frame
 
 
 def check(silver_tables: dict[str, pd.DataFrame], gold_tables: dict[str, pd.DataFrame]) -> dict[str, int]:

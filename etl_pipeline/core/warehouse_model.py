@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-SqlType = Literal["text", "bigint", "integer", "double", "date"]
+SqlType = Literal["text", "bigint", "integer", "double", "date", "boolean"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,36 @@ _COORDS = (
     _c("latitude", "double", "Latitude (WGS84)", nullable=True),
     _c("longitude", "double", "Longitude (WGS84)", nullable=True),
 )
+_POPULATION = _c("population", "bigint", "Population (worldometer), persons; NULL when worldometer lacks the country",
+                 nullable=True)
+_LOCATION_NEW = (
+    _c("new_cases", "bigint", "New confirmed cases: confirmed minus the previous day's (may be negative after "
+       "corrections); NULL on the location's first day", nullable=True),
+    _c("new_deaths", "bigint", "New deaths: deaths minus the previous day's (may be negative); NULL on the "
+       "location's first day", nullable=True),
+)
+_ROLLING = tuple(
+    _c(f"new_{m}_7d_avg", "double", f"New {w} per day, trailing 7-day mean (the day and the 6 before it, as OWID's "
+       "'smoothed' series); NULL until 7 days have a value", nullable=True)
+    for m, w in (("cases", "confirmed cases"), ("deaths", "deaths"))
+)
+_PER_CAPITA = tuple(
+    _c(f"{m}_{suffix}", "double", f"{what} {unit} (worldometer population); NULL without a known population",
+       nullable=True)
+    for m, what in (("confirmed", "Cumulative confirmed cases"), ("deaths", "Cumulative deaths"),
+                    ("new_cases", "New confirmed cases that day"), ("new_deaths", "New deaths that day"),
+                    ("new_cases_7d_avg", "New confirmed cases per day, trailing 7-day mean,"),
+                    ("new_deaths_7d_avg", "New deaths per day, trailing 7-day mean,"))
+    for suffix, unit in (("per_100k", "per 100,000 people"), ("per_million", "per million people"))
+)
+_RATIOS = (
+    _c("case_fatality_ratio", "double", "Case fatality ratio: deaths / confirmed, a ratio 0-1 (not a percentage); "
+       "NULL while confirmed is 0", nullable=True),
+    _c("days_since_100_cases", "integer", "Days since the first day with 100 or more confirmed cases (0 on it); NULL "
+       "before it", nullable=True),
+    _c("negative_daily_count", "boolean", "True when a daily count (new cases, deaths or recovered) of that day is "
+       "negative: a downward revision by the source, kept as reported"),
+)
 _REGIONS = (
     _c("who_region", "text", "WHO region", nullable=True),
     _c("continent", "text", "Continent from the reviewed country reference"),
@@ -67,8 +97,10 @@ WAREHOUSE_TABLES: dict[str, WarehouseTable] = {
     for t in (
         WarehouseTable(
             "covid19_daily_stats",
-            "One row per day and country: cumulative and new counts with the country's coordinates and regions.",
-            (_DATE, _COUNTRY, *_COUNTS, *_NEW, *_COORDS, *_REGIONS),
+            "One row per day and country: cumulative and new counts with the country's coordinates and regions, "
+            "population, 7-day averages, per-capita rates and the case fatality ratio.",
+            (_DATE, _COUNTRY, *_COUNTS, *_NEW, *_COORDS, *_REGIONS, _POPULATION, *_ROLLING, *_PER_CAPITA,
+             *_RATIOS),
             ("date", "country_region"),
             indexes=(("country_region", "date"),),
         ),
@@ -94,8 +126,7 @@ WAREHOUSE_TABLES: dict[str, WarehouseTable] = {
                 _COUNTRY,
                 _c("continent", "text", "Continent from the reviewed country reference"),
                 _c("who_region", "text", "WHO region", nullable=True),
-                _c("population", "bigint", "Population (worldometer); NULL when worldometer lacks the country",
-                   nullable=True),
+                _POPULATION,
                 *_COORDS,
             ),
             ("country_region",),
@@ -118,19 +149,23 @@ WAREHOUSE_TABLES: dict[str, WarehouseTable] = {
         WarehouseTable(
             "fact_daily_cases",
             "Fact: counts per day and country (join dim_date on date, dim_country on country_region).",
-            (_DATE, _COUNTRY, *_COUNTS, *_NEW),
+            (_DATE, _COUNTRY, *_COUNTS, *_NEW, *_ROLLING, *_PER_CAPITA, *_RATIOS),
             ("date", "country_region"),
             indexes=(("country_region", "date"),),
         ),
         WarehouseTable(
             "fact_location_daily",
-            "Fact: cumulative counts per day and location (province, or the whole country when province_state = '').",
+            "Fact: counts per day and location (province, or the whole country when province_state = ''), with "
+            "daily counts, 7-day averages and the case fatality ratio (no population per province).",
             (
                 _DATE,
                 _COUNTRY,
                 _c("province_state", "text", "Province or state; '' for a country-level row"),
                 *_COORDS,
                 *_COUNTS,
+                *_LOCATION_NEW,
+                *_ROLLING,
+                *_RATIOS,
             ),
             ("date", "country_region", "province_state"),
         ),

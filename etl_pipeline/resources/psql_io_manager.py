@@ -5,7 +5,8 @@ Storage contract:
   :mod:`etl_pipeline.core.warehouse_model`: column types, NOT NULL, primary key, comments (PostgreSQL
   ``COMMENT ON``; SQLite keeps them as ``--`` comments in its schema text) and secondary indexes. No identifier
   outside that allow-list reaches SQL. The table is created on the first load; an existing table whose columns
-  differ from the model is refused, never altered.
+  differ from the model is refused, except that columns the model appends are added (a warehouse built by an
+  earlier release gains new measures).
 - Input: a ``pyarrow.RecordBatchReader`` (streamed, bounded memory), ``pyarrow.Table`` or pandas DataFrame with
   exactly the declared columns, in any order. Values are cast to the declared types; a cast that would change a
   value (1.5 into a bigint, a timestamp with a time of day into a date) is an error, not a truncation.

@@ -96,11 +96,17 @@ class WarehouseBackend(ABC):
         return LoadStats(self.qualified_name(cursor, table), rows, inserted, changed - inserted, deleted)
 
     def check_existing(self, cursor, table: WarehouseTable) -> None:
+        """Refuse a table whose columns differ from the model's, except that columns the model appends after the
+        existing ones are added (``ALTER TABLE ... ADD COLUMN``, in the load's transaction): a warehouse built by
+        an earlier release gains the new measures on its next load. They are added without ``NOT NULL``, which a
+        table holding rows cannot take without a default; the load's input is held to the model's NOT NULLs."""
         expected = [(c.name, self.types[c.type]) for c in table.columns]
         found = self.existing_columns(cursor, table)
-        if found != expected:
+        if found != expected[:len(found)]:
             raise ValueError(f"the existing table {table.name} has the columns {found} but the warehouse model "
-                             f"declares {expected}; migrate or drop it (loads never alter a table)")
+                             f"declares {expected}; migrate or drop it (loads only ever append missing columns)")
+        for column in table.columns[len(found):]:
+            cursor.execute(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {self.types[column.type]}")
 
     def read(self, table: WarehouseTable) -> pa.Table:
         raw = self.engine.raw_connection()

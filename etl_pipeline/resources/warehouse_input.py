@@ -18,7 +18,7 @@ from etl_pipeline.core.warehouse_model import WarehouseTable
 BATCH_ROWS = 50_000
 
 _ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "integer": pa.int32(), "double": pa.float64(),
-                "date": pa.date32()}
+                "date": pa.date32(), "boolean": pa.bool_()}
 
 
 def arrow_schema(table: WarehouseTable) -> pa.Schema:

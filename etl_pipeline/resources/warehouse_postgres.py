@@ -22,7 +22,8 @@ COPY_READ_BYTES = 1 << 20
 
 
 class PostgresBackend(WarehouseBackend):
-    types = {"text": "text", "bigint": "bigint", "integer": "integer", "double": "double precision", "date": "date"}
+    types = {"text": "text", "bigint": "bigint", "integer": "integer", "double": "double precision", "date": "date",
+             "boolean": "boolean"}
     distinct = "IS DISTINCT FROM"
 
     @contextmanager

@@ -15,7 +15,9 @@ from etl_pipeline.resources.warehouse_sql import column_definitions, one_line, q
 
 
 class SQLiteBackend(WarehouseBackend):
-    types = {"text": "TEXT", "bigint": "INTEGER", "integer": "INTEGER", "double": "REAL", "date": "TEXT"}
+    #: STRICT tables know no BOOLEAN: a boolean is an INTEGER 0 or 1, as SQLite itself stores TRUE and FALSE.
+    types = {"text": "TEXT", "bigint": "INTEGER", "integer": "INTEGER", "double": "REAL", "date": "TEXT",
+             "boolean": "INTEGER"}
     distinct = "IS NOT"
 
     @contextmanager
@@ -71,4 +73,6 @@ class SQLiteBackend(WarehouseBackend):
     def to_arrow(self, values: list, type_: pa.DataType) -> pa.Array:
         if pa.types.is_date(type_):
             return pa.array(values, pa.string()).cast(type_)
+        if pa.types.is_boolean(type_):
+            return pa.array(values, pa.int8()).cast(type_)
         return pa.array(values, type_)

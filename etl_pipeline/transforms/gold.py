@@ -9,31 +9,29 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
+from etl_pipeline.transforms import measures
 from etl_pipeline.transforms.countries import UNKNOWN_CONTINENT
 
 MEASURES = ("confirmed", "deaths", "recovered", "active")
 
-DAILY_COLUMNS = (
-    "date", "country_region", *MEASURES, "new_cases", "new_deaths", "new_recovered",
-    "latitude", "longitude", "who_region", "continent",
-)  # fmt: skip
-CONTINENT_COLUMNS = (
-    "continent", *(f"total_{m}" for m in MEASURES), "number_of_countries", "population",
-)  # fmt: skip
-LOCATION_COLUMNS = (
-    "date", "country_region", "province_state", "latitude", "longitude", *MEASURES,
-)  # fmt: skip
-COUNTRY_COLUMNS = ("country_region", "continent", "who_region", "population", "latitude", "longitude")
+#: Column order of each gold table: the warehouse model's, which loads it 1:1.
+DAILY_COLUMNS, CONTINENT_COLUMNS, LOCATION_COLUMNS, COUNTRY_COLUMNS, FACT_DAILY_COLUMNS = (
+    tuple(WAREHOUSE_TABLES[t].column_names) for t in (
+        "covid19_daily_stats", "covid19_continent_stats", "fact_location_daily", "dim_country", "fact_daily_cases")
+)
 
 
 def daily_stats(time_series: DataFrame, countries: DataFrame) -> DataFrame:
     """``covid19_daily_stats``: one row per time-series row (date, country_region).
 
-    Coordinates and continent come from the country dimension (continent ``Unknown`` for a country missing
-    from the reference); ``who_region`` and every count are the time series' own values.
+    Coordinates, continent and population come from the country dimension (continent ``Unknown`` for a country
+    missing from the reference); ``who_region`` and every count are the time series' own values; the derived
+    measures (7-day averages, per-capita rates, case fatality ratio, ...) are :mod:`.measures`'.
     """
-    dimensions = dim_country(countries).select("country_region", "latitude", "longitude", "continent")
-    return time_series.join(F.broadcast(dimensions), "country_region", "left").select(*DAILY_COLUMNS)
+    dimensions = dim_country(countries).select("country_region", "latitude", "longitude", "continent", "population")
+    joined = time_series.join(F.broadcast(dimensions), "country_region", "left")
+    return measures.with_measures(joined, ["country_region"], per_capita=True).select(*DAILY_COLUMNS)
 
 
 def country_last_values(daily: DataFrame) -> DataFrame:
@@ -63,8 +61,13 @@ def continent_stats(daily: DataFrame, countries: DataFrame) -> DataFrame:
 
 
 def fact_location_daily(positions: DataFrame) -> DataFrame:
-    """The spread map's fact table: one row per position row (date, country_region, province_state)."""
-    return positions.withColumnsRenamed({"lat": "latitude", "long": "longitude"}).select(*LOCATION_COLUMNS)
+    """The spread map's fact table: one row per position row (date, country_region, province_state), with the
+    day's new cases and deaths (differences of the cumulative counts) and the measures of :mod:`.measures` that
+    need no population (there is none per province)."""
+    location = ["country_region", "province_state"]
+    renamed = positions.withColumnsRenamed({"lat": "latitude", "long": "longitude"})
+    daily = measures.daily_differences(renamed, location, {"new_cases": "confirmed", "new_deaths": "deaths"})
+    return measures.with_measures(daily, location, per_capita=False).select(*LOCATION_COLUMNS)
 
 
 def dim_country(countries: DataFrame) -> DataFrame:
@@ -92,5 +95,6 @@ def dim_date(daily: DataFrame) -> DataFrame:
 
 
 def fact_daily_cases(daily: DataFrame) -> DataFrame:
-    """The daily fact table: the counts of ``covid19_daily_stats`` without the country's attributes."""
-    return daily.select(*DAILY_COLUMNS[:9])
+    """The daily fact table: the counts and measures of ``covid19_daily_stats`` without the country's attributes
+    (coordinates, regions, population: ``dim_country`` holds them)."""
+    return daily.select(*FACT_DAILY_COLUMNS)

@@ -195,3 +195,71 @@ def continent_disagreements(worldometer_conformed: DataFrame, reference: DataFra
 def plain_dict(row: Row) -> dict[str, Any]:
     """A collected row as a dict that JSON (Dagster metadata) can hold: dates as ISO strings."""
     return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.asDict().items()}
+
+
+#: Relative difference under which a recomputed measure counts as equal (floating-point sums in another order).
+MEASURE_TOLERANCE = 1e-9
+
+
+def measures_differing(table: DataFrame, entity: Sequence[str], *, population: DataFrame | None = None,
+                       derive_new: bool = False) -> DataFrame:
+    """Rows of ``table`` whose measures (:mod:`etl_pipeline.transforms.measures`) differ from an independent
+    computation: one row per (row, measure) with the ``entity`` columns, ``date``, ``measure``, ``value`` and
+    ``expected`` (as doubles). Count per measure with ``findings_by(..., "measure")``.
+
+    Independent: equi-joins and group-bys instead of the window functions that built the table. A day's value
+    is spread over the 7 days whose window holds it and summed there; yesterday is the day shifted by one;
+    the 100th-case date is a grouped minimum; the population comes from ``population``
+    (``country_region``, ``population``: the silver countries) when given, and is compared too. ``derive_new``
+    recomputes ``new_cases``/``new_deaths`` from the cumulative counts (the location table) and compares them.
+    Values are equal when both are NULL or they differ by at most ``MEASURE_TOLERANCE`` relatively.
+    """
+    keys = [*entity, "date"]
+    flagged = [c for c in ("new_cases", "new_deaths", "new_recovered") if c in table.columns]
+    base = table.select(*keys, "confirmed", "deaths", *(c for c in flagged if not derive_new))
+    if derive_new:
+        yesterday = base.select(*entity, F.date_add("date", 1).alias("date"), F.col("confirmed").alias("_c"),
+                                F.col("deaths").alias("_d"))
+        base = base.join(yesterday, keys, "left").select(
+            *keys, "confirmed", "deaths", (F.col("confirmed") - F.col("_c")).alias("new_cases"),
+            (F.col("deaths") - F.col("_d")).alias("new_deaths"))
+    daily = ["new_cases", "new_deaths"]
+    spread = base.select(*entity, F.explode(F.sequence(F.col("date"), F.date_add("date", 6))).alias("date"),
+                         *(F.col(c).alias(f"_{c}") for c in daily))
+    week = spread.groupBy(*keys).agg(*(F.sum(f"_{c}").alias(f"_{c}_sum") for c in daily),
+                                     *(F.count(f"_{c}").alias(f"_{c}_days") for c in daily))
+    first_100 = base.where(F.col("confirmed") >= 100).groupBy(*entity).agg(F.min("date").alias("_first_100"))
+    expected = base.join(week, keys, "left").join(first_100, list(entity), "left")
+    columns: dict[str, Column] = {
+        f"{c}_7d_avg": F.when(F.col(f"_{c}_days") == 7, F.col(f"_{c}_sum") / 7.0) for c in daily}
+    if derive_new:
+        columns |= {c: F.col(c) for c in daily}
+    if population is not None:
+        expected = expected.join(population.select("country_region", "population"), "country_region", "left")
+        columns["population"] = F.col("population")
+        for measure in ("confirmed", "deaths", *daily, *(f"{c}_7d_avg" for c in daily)):
+            value = columns.get(measure, F.col(measure))
+            for suffix, factor in (("per_100k", 100_000), ("per_million", 1_000_000)):
+                columns[f"{measure}_{suffix}"] = F.when(F.col("population") > 0,
+                                                        value * factor / F.col("population"))
+    days_since = F.datediff("date", "_first_100")
+    columns |= {
+        "case_fatality_ratio": F.when(F.col("confirmed") != 0, F.col("deaths") / F.col("confirmed")),
+        "days_since_100_cases": F.when(F.col("date") >= F.col("_first_100"), days_since),
+        "negative_daily_count": F.greatest(*(F.coalesce(F.col(c) < 0, F.lit(False)) for c in flagged)),
+    }
+    recomputed = expected.select(*keys, *(v.cast("double").alias(f"_expected_{k}") for k, v in columns.items()))
+    compared = table.select(*keys, *(F.col(k).cast("double").alias(f"_value_{k}") for k in columns))
+    pairs = F.array(*(F.struct(F.lit(k).alias("measure"), F.col(f"_value_{k}").alias("value"),
+                               F.col(f"_expected_{k}").alias("expected")) for k in columns))
+
+    def equal(pair: Column) -> Column:
+        both_null = pair["value"].isNull() & pair["expected"].isNull()
+        close = F.abs(pair["value"] - pair["expected"]) <= MEASURE_TOLERANCE * F.greatest(
+            F.lit(1.0), F.abs(pair["expected"]))
+        return both_null | F.coalesce(close, F.lit(False))
+
+    differs = F.filter(pairs, lambda pair: ~equal(pair))
+    return (compared.join(recomputed, keys, "full")
+            .select(*keys, F.explode(differs).alias("pair"))
+            .select(*keys, "pair.*"))

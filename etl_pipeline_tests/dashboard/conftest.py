@@ -2,7 +2,8 @@
 the dashboard served by ``dashboard.app.serve`` in a subprocess, and headless Chromium.
 
 The test warehouse has every table of ``etl_pipeline.core.warehouse_model`` with its declared types and primary
-key. Continents come from worldometer, matched on the country name after the handful of renames below.
+key. Continents come from worldometer, matched on the country name after the handful of renames below; the
+derived measures (7-day averages, per-capita rates, ...) are the pandas floor's (``etl_pipeline.bench.floor``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from etl_pipeline.bench.floor import with_measures
 from etl_pipeline.core.warehouse_model import WAREHOUSE_TABLES
 from etl_pipeline_tests.conftest import (
     ABSENT_FROM_WORLDOMETER,
@@ -33,7 +35,8 @@ from etl_pipeline_tests.conftest import (
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
-_SA_TYPES = {"text": sa.Text, "bigint": sa.BigInteger, "integer": sa.Integer, "double": sa.Float, "date": sa.Date}
+_SA_TYPES = {"text": sa.Text, "bigint": sa.BigInteger, "integer": sa.Integer, "double": sa.Float, "date": sa.Date,
+             "boolean": sa.Boolean}
 
 
 def _snake_case(name: str) -> str:
@@ -75,13 +78,10 @@ def build_tables(sources: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     ).merge(coords[["country_region", "latitude", "longitude"]], on="country_region", how="left")
     assert countries["continent"].notna().all(), countries[countries["continent"].isna()]
 
-    daily = series.merge(countries[["country_region", "latitude", "longitude", "continent"]], on="country_region")
-    last = (
-        daily.sort_values("date")
-        .groupby("country_region")
-        .tail(1)
-        .merge(countries[["country_region", "population"]], on="country_region")
-    )
+    daily = with_measures(series.merge(
+        countries[["country_region", "latitude", "longitude", "continent", "population"]], on="country_region"),
+        ["country_region"])
+    last = daily.sort_values("date").groupby("country_region").tail(1)
     continents = (
         last.groupby("continent")
         .agg(
@@ -111,8 +111,8 @@ def build_tables(sources: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         "covid19_continent_stats": continents,
         "dim_country": countries,
         "dim_date": dates,
-        "fact_daily_cases": series,
-        "fact_location_daily": positions,
+        "fact_daily_cases": daily,
+        "fact_location_daily": with_measures(positions, ["country_region", "province_state"], derive_new=True),
     }
     return {name: frames[name][WAREHOUSE_TABLES[name].column_names] for name in WAREHOUSE_TABLES}
 

@@ -6,6 +6,7 @@ compared with what plain SQL reads back (not with the IO manager's own reader).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ from etl_pipeline.resources.arrow_input import as_reader
 from etl_pipeline.resources.psql_io_manager import PostgresIOManager
 from etl_pipeline.resources.warehouse_backend import LoadStats
 from etl_pipeline.resources.warehouse_input import conform
+from etl_pipeline.resources.warehouse_postgres import PostgresBackend
+from etl_pipeline.resources.warehouse_sql import column_definitions
+from etl_pipeline.resources.warehouse_sqlite import SQLiteBackend
 from etl_pipeline_tests.conftest import free_port
 
 LOCATIONS = "fact_location_daily"
@@ -41,9 +45,12 @@ LOCATION_SCHEMA = pa.schema([
     ("date", pa.date32()), ("country_region", pa.string()), ("province_state", pa.string()),
     ("latitude", pa.float64()), ("longitude", pa.float64()),
     ("confirmed", pa.int64()), ("deaths", pa.int64()), ("recovered", pa.int64()), ("active", pa.int64()),
+    ("new_cases", pa.int64()), ("new_deaths", pa.int64()), ("new_cases_7d_avg", pa.float64()),
+    ("new_deaths_7d_avg", pa.float64()), ("case_fatality_ratio", pa.float64()), ("days_since_100_cases", pa.int32()),
+    ("negative_daily_count", pa.bool_()),
 ])  # fmt: skip
 ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "integer": pa.int32(), "double": pa.float64(),
-               "date": pa.date32()}
+               "date": pa.date32(), "boolean": pa.bool_()}
 
 
 def locations(days: int, first_day: int = 0) -> pa.Table:
@@ -51,7 +58,10 @@ def locations(days: int, first_day: int = 0) -> pa.Table:
     rows = [
         {"date": START + dt.timedelta(days=day), "country_region": country, "province_state": province,
          "latitude": lat, "longitude": lon, "confirmed": 10 * day + i, "deaths": day, "recovered": i,
-         "active": 9 * day}
+         "active": 9 * day, "new_cases": 10 if day else None, "new_deaths": 1 - i if day else None,
+         "new_cases_7d_avg": 10.0 if day >= 7 else None, "new_deaths_7d_avg": 1 / 7 if day >= 7 else None,
+         "case_fatality_ratio": day / (10 * day + i) if day or i else None,
+         "days_since_100_cases": day - 10 if day >= 10 else None, "negative_daily_count": i > 1 and day > 0}
         for day in range(first_day, first_day + days)
         for i, (country, province, lat, lon) in enumerate(PLACES)
     ]
@@ -325,13 +335,40 @@ def test_column_mismatch_names_the_columns(manager: PostgresIOManager, warehouse
 def test_existing_table_with_other_columns_is_refused(manager: PostgresIOManager, warehouse_url: str) -> None:
     engine = sa.create_engine(warehouse_url)
     with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE TABLE {LOCATIONS} (date TEXT)"))
+        conn.execute(sa.text(f"CREATE TABLE {LOCATIONS} (day TEXT)"))
     engine.dispose()
 
     with pytest.raises(WarehouseError, match=f"the existing table {LOCATIONS} has the columns .* migrate or drop it"):
         manager.load_table(LOCATIONS, locations(days=1))
 
     assert query(warehouse_url, f"SELECT count(*) FROM {LOCATIONS}") == [(0,)]
+
+
+def test_a_table_of_an_earlier_release_gains_the_appended_columns(manager: PostgresIOManager,
+                                                                  warehouse_url: str) -> None:
+    """The location table as it was before the measures: its first nine columns. A load adds the others."""
+    model = warehouse_table(LOCATIONS)
+    earlier = dataclasses.replace(model, columns=model.columns[:9])
+    backend = PostgresBackend if warehouse_url.startswith("postgresql") else SQLiteBackend
+    engine = sa.create_engine(warehouse_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {LOCATIONS} ({column_definitions(earlier, backend.types)})"))
+        conn.execute(sa.text(f"INSERT INTO {LOCATIONS} VALUES ('2020-01-22', 'US', '', 1.0, 2.0, 1, 2, 3, 4), "
+                             "('2019-12-31', 'Nowhere', '', NULL, NULL, 0, 0, 0, 0)"))
+    engine.dispose()
+
+    stats = manager.load_table(LOCATIONS, locations(days=2))
+
+    assert counts(stats) == (10, 9, 1, 1, 0)
+    assert [c for c, *_ in query(warehouse_url, _COLUMNS_SQL[backend])] == model.column_names
+    assert stored_rows(warehouse_url) == as_rows(locations(days=2))
+
+
+_COLUMNS_SQL = {
+    PostgresBackend: f"SELECT column_name FROM information_schema.columns WHERE table_name = '{LOCATIONS}' "
+                     "ORDER BY ordinal_position",
+    SQLiteBackend: f"SELECT name FROM pragma_table_info('{LOCATIONS}')",
+}
 
 
 def test_unreachable_server_names_it_without_the_password() -> None:
@@ -385,7 +422,8 @@ def test_sqlite_schema_has_types_keys_comments_and_indexes(tmp_path) -> None:
     for name, empty in empty_inputs().items():
         manager.load_table(name, empty)
 
-    sqlite_types = {"text": "TEXT", "bigint": "INTEGER", "integer": "INTEGER", "double": "REAL", "date": "TEXT"}
+    sqlite_types = {"text": "TEXT", "bigint": "INTEGER", "integer": "INTEGER", "double": "REAL", "date": "TEXT",
+                    "boolean": "INTEGER"}
     for name, table in WAREHOUSE_TABLES.items():
         info = query(url, f"PRAGMA table_info({name})")
         assert [(n, t, bool(notnull)) for _, n, t, notnull, _, _ in info] == [

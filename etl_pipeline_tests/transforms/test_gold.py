@@ -52,12 +52,19 @@ def test_daily_stats_adds_coordinates_and_continent_to_each_time_series_row(spar
     )
     daily = daily_stats(time_series, countries)
     assert daily.columns == list(DAILY_COLUMNS)
-    assert rows(daily) == [
-        (D1, "Andorra", 10, 1, 2, 7, 3, 0, 1, 42.5, 1.5, "Europe", "Europe"),
-        (D2, "Andorra", 12, 1, 2, 9, 2, 0, 0, 42.5, 1.5, "Europe", "Europe"),
-        (D2, "Atlantis", 5, 0, 0, 5, 5, 0, 0, None, None, "Europe", "Unknown"),
+    # the measures (from column 15 on) are test_measures.py's subject
+    assert rows(daily.select(*DAILY_COLUMNS[:15])) == [
+        (D1, "Andorra", 10, 1, 2, 7, 3, 0, 1, 42.5, 1.5, "Europe", "Europe", 77000, None),
+        (D2, "Andorra", 12, 1, 2, 9, 2, 0, 0, 42.5, 1.5, "Europe", "Europe", 77000, None),
+        (D2, "Atlantis", 5, 0, 0, 5, 5, 0, 0, None, None, "Europe", "Unknown", 5, None),
     ]
-    assert rows(fact_daily_cases(daily)) == [
+    assert DAILY_COLUMNS[13:15] == ("population", "new_cases_7d_avg")
+    assert rows(daily.select("confirmed_per_100k", "case_fatality_ratio")) == [
+        (10 * 100_000 / 77000, 0.1), (12 * 100_000 / 77000, 1 / 12), (5 * 100_000 / 5, 0.0)]
+    facts = fact_daily_cases(daily)
+    assert facts.columns == [c for c in DAILY_COLUMNS if c not in (
+        "latitude", "longitude", "who_region", "continent", "population")]
+    assert rows(facts.select(*facts.columns[:9])) == [
         (D1, "Andorra", 10, 1, 2, 7, 3, 0, 1),
         (D2, "Andorra", 12, 1, 2, 9, 2, 0, 0),
         (D2, "Atlantis", 5, 0, 0, 5, 5, 0, 0),
@@ -118,10 +125,11 @@ def test_fact_location_daily_keeps_each_position_row(spark, rows):
     )
     locations = fact_location_daily(positions)
     assert locations.columns == list(LOCATION_COLUMNS)
-    assert rows(locations) == [
-        (D1, "Atlantis", "Atlantis Bay", 1.0, 2.0, 4, 0, 0, 4),
-        (D2, "Atlantis", "Atlantis Bay", 1.0, 2.0, 5, 0, 0, 5),
-        (D2, "Japan", "", 36.2, 138.3, 30, 2, 20, 8),
+    # new cases and deaths are differences from the location's previous day, NULL on its first one
+    assert rows(locations.select(*LOCATION_COLUMNS[:11])) == [
+        (D1, "Atlantis", "Atlantis Bay", 1.0, 2.0, 4, 0, 0, 4, None, None),
+        (D2, "Atlantis", "Atlantis Bay", 1.0, 2.0, 5, 0, 0, 5, 1, 0),
+        (D2, "Japan", "", 36.2, 138.3, 30, 2, 20, 8, None, None),
     ]
 
 
