@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, State, dcc, html
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from dashboard.components import error_message
@@ -64,14 +64,15 @@ def _register_router(app: Dash, context: DashboardContext) -> None:
         Output("page-title", "data"),
         *(Output(_nav_id(page), "className") for page in PAGES),
         Input("url", "pathname"),
+        State("url", "search"),
     )
-    def route(pathname: str | None):
+    def route(pathname: str | None, search: str | None):
         page = by_path.get(pathname or "/")
         active = [("nav-link active" if p is page else "nav-link") for p in PAGES]
         if page is None:
             return error_message(f"No page at {pathname}.", id="page-error"), f"Not found · {APP_TITLE}", *active
         try:
-            content = page.layout(context)
+            content = page.layout(context, search)
         except WarehouseError as exc:  # its message says what is wrong and what to do, without a traceback
             content = error_message(str(exc), id="page-error")
         return content, f"{page.TITLE} · {APP_TITLE}", *active

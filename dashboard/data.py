@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from dashboard.measures import MAP_MEASURES
 from etl_pipeline.core.engines import describe_url, get_read_only_engine, sqlite_file
 from etl_pipeline.core.errors import WarehouseError
 from etl_pipeline.core.redaction import redact
@@ -34,7 +35,7 @@ _DATES = sa.text("SELECT date, day_index FROM dim_date ORDER BY day_index")
 # representation the warehouse gives the date column (DATE on PostgreSQL, ISO text on SQLite).
 _LOCATIONS_ON_DAY = sa.text(
     """
-    SELECT f.country_region, f.province_state, f.latitude, f.longitude, f.confirmed, f.deaths,
+    SELECT f.country_region, f.province_state, f.latitude, f.longitude, f.confirmed, f.deaths, f.new_cases_7d_avg,
            c.who_region, c.continent
     FROM fact_location_daily f
     JOIN dim_date d ON d.date = f.date
@@ -44,18 +45,53 @@ _LOCATIONS_ON_DAY = sa.text(
     """
 )
 
-_MAX_LOCATION_CONFIRMED = sa.text("SELECT MAX(confirmed) AS max_confirmed FROM fact_location_daily")
+_COUNTRIES_ON_DAY = sa.text(
+    """
+    SELECT s.country_region, s.latitude, s.longitude, s.population, s.confirmed, s.deaths, s.confirmed_per_100k,
+           s.deaths_per_million, s.case_fatality_ratio, s.new_cases_7d_avg, s.who_region, s.continent
+    FROM covid19_daily_stats s
+    JOIN dim_date d ON d.date = s.date
+    WHERE d.day_index = :day_index
+    ORDER BY s.country_region
+    """
+)
+
+#: The largest value of each map measure on any day (fixes the colour scale across frames); column and table
+#: names come from ``dashboard.measures.MAP_MEASURES`` only.
+_MEASURE_MAX = {
+    key: sa.text(f"SELECT MAX({m.column}) AS value FROM "
+                 f"{'fact_location_daily' if m.level == 'location' else 'covid19_daily_stats'}")
+    for key, m in MAP_MEASURES.items()
+}
 
 _COUNTRIES = sa.text(
     "SELECT country_region, continent, who_region, population FROM dim_country ORDER BY country_region"
 )
 
-_COUNTRY_TREND = sa.text(
+_COUNTRY_TRENDS = sa.text(
     """
-    SELECT date, confirmed, deaths, recovered, active, new_cases, new_deaths
+    SELECT country_region, date, confirmed, deaths, recovered, active, new_cases, new_deaths, new_cases_7d_avg,
+           new_deaths_7d_avg, confirmed_per_million, deaths_per_million, new_cases_per_million,
+           new_deaths_per_million, new_cases_7d_avg_per_million, new_deaths_7d_avg_per_million,
+           days_since_100_cases, population
     FROM covid19_daily_stats
-    WHERE country_region = :country
-    ORDER BY date
+    WHERE country_region IN :countries
+    ORDER BY country_region, date
+    """
+).bindparams(sa.bindparam("countries", expanding=True))
+
+# Each country on one day and 7 days before it (for the 7-day change and the doubling time).
+_COUNTRY_TABLE = sa.text(
+    """
+    SELECT s.country_region, s.continent, s.population, s.confirmed, s.deaths, s.confirmed_per_100k,
+           s.deaths_per_million, s.new_cases_7d_avg, s.new_cases_7d_avg_per_million, s.case_fatality_ratio,
+           w.confirmed AS confirmed_7_days_before
+    FROM covid19_daily_stats s
+    JOIN dim_date d ON d.date = s.date
+    LEFT JOIN dim_date d7 ON d7.day_index = d.day_index - 7
+    LEFT JOIN covid19_daily_stats w ON w.country_region = s.country_region AND w.date = d7.date
+    WHERE d.day_index = :day_index
+    ORDER BY s.country_region
     """
 )
 
@@ -179,21 +215,33 @@ class Warehouse:
         return self._read("dates", _DATES)
 
     def locations_on(self, day_index: int) -> pd.DataFrame:
-        """The map's rows for one day: one per location with coordinates, counts, WHO region and continent."""
+        """The map's rows for one day: one per location with coordinates, counts, the 7-day average of new cases,
+        WHO region and continent."""
         return self._read(("locations", day_index), _LOCATIONS_ON_DAY, {"day_index": int(day_index)})
 
-    def max_location_confirmed(self) -> int:
-        """The largest confirmed count of any location on any day (fixes the map's colour scale)."""
-        value = self._read("max_location_confirmed", _MAX_LOCATION_CONFIRMED).iat[0, 0]
-        return 0 if pd.isna(value) else int(value)
+    def countries_on(self, day_index: int) -> pd.DataFrame:
+        """The map's rows for one day at country level: coordinates, population, counts and per-capita rates."""
+        return self._read(("countries on", day_index), _COUNTRIES_ON_DAY, {"day_index": int(day_index)})
+
+    def measure_max(self, measure: str) -> float:
+        """The largest value of a map measure (a key of ``MAP_MEASURES``) on any day; 0 when there is none."""
+        value = self._read(("max", measure), _MEASURE_MAX[measure]).iat[0, 0]
+        return 0.0 if pd.isna(value) else float(value)
 
     def countries(self) -> pd.DataFrame:
         """The country dimension: ``country_region``, ``continent``, ``who_region``, ``population``."""
         return self._read("countries", _COUNTRIES)
 
-    def country_trend(self, country: str) -> pd.DataFrame:
-        """One country's daily cumulative and new counts, by date."""
-        return self._read(("trend", country), _COUNTRY_TREND, {"country": country})
+    def country_trends(self, countries: Sequence[str]) -> pd.DataFrame:
+        """The daily rows of ``covid19_daily_stats`` the trend view draws, for the given countries only:
+        counts, daily counts and their 7-day averages, per-million rates, days since the 100th case."""
+        chosen = tuple(sorted(set(countries)))
+        return self._read(("trends", chosen), _COUNTRY_TRENDS, {"countries": list(chosen)})
+
+    def country_table(self, day_index: int) -> pd.DataFrame:
+        """Every country on one day: counts, rates, 7-day average and ``confirmed_7_days_before`` (NULL in the
+        first week)."""
+        return self._read(("table", day_index), _COUNTRY_TABLE, {"day_index": int(day_index)})
 
     def continent_totals(self) -> pd.DataFrame:
         """``covid19_continent_stats``, largest confirmed total first."""

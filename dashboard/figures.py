@@ -9,6 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.formatting import format_value
+from dashboard.measures import MapMeasure, trend_column, trend_unit
+from dashboard.view_state import TrendView
 from dashboard.study import OUTCOMES, PLACEBO_FIT_LIMIT, Study, comparable_placebos
 
 #: Where the spread map opens: the whole inhabited world at zoom 0.6.
@@ -27,6 +29,8 @@ _COLORS = {
     "active": "#762a83",
     "placebo": "#b8b8b8",
 }
+#: Colours of the countries compared on one trend chart (ColorBrewer Dark2 and Set1, colour-blind friendlier).
+_SERIES_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#377eb8")
 #: Pixels that Plotly's mode bar (top right, shown on hover) takes: titles start below it, never under it.
 MODEBAR_PX = 30
 #: Pixels for the title's line, for a subtitle's, and between them and the plot.
@@ -89,41 +93,66 @@ def outline_layer(outlines_url: str) -> dict:
     }
 
 
-def spread_map_figure(
-    locations: pd.DataFrame, *, max_confirmed: int, map_style: str, outlines_url: str, title: str
-) -> go.Figure:
-    """Density map of confirmed cases per location (rows of :meth:`Warehouse.locations_on`) over country outlines.
+def map_rows(rows: pd.DataFrame, measure: MapMeasure) -> pd.DataFrame:
+    """The rows the map draws for ``measure`` (rows of :meth:`Warehouse.locations_on` or
+    :meth:`Warehouse.countries_on`): ``label``, ``country_region``, ``province_state`` ('' at country level),
+    ``latitude``, ``longitude``, ``who_region``, ``value``, ``confirmed``, ``deaths``, ``population`` (NULL at
+    location level). Left out: no coordinates, no value, and on a log scale a value of 0 or less (no cases). This
+    is also what the map's CSV download holds."""
+    rows = rows.assign(province_state=rows.get("province_state", ""), population=rows.get("population"))
+    value = rows[measure.column]
+    keep = rows["latitude"].notna() & rows["longitude"].notna() & value.notna() & (value > 0 if measure.log else True)
+    shown = rows[keep]
+    return pd.DataFrame({
+        "label": _location_labels(shown),
+        "country_region": shown["country_region"],
+        "province_state": shown["province_state"],
+        "latitude": shown["latitude"],
+        "longitude": shown["longitude"],
+        "who_region": shown["who_region"].fillna("unknown"),
+        "value": shown[measure.column].astype(float),
+        "confirmed": shown["confirmed"],
+        "deaths": shown["deaths"],
+        "population": shown["population"],
+    }).reset_index(drop=True)
 
-    Intensity is ``log10(1 + confirmed)`` on a scale fixed by ``max_confirmed`` (the largest value of any day),
-    so that frames compare and a country with 100 cases still shows next to one with millions; the hover
-    shows the raw counts. Locations without cases or coordinates are left out.
+
+def spread_map_figure(
+    rows: pd.DataFrame, measure: MapMeasure, *, max_value: float, map_style: str, outlines_url: str, title: str
+) -> go.Figure:
+    """Density map of ``measure`` (rows of :func:`map_rows`) over country outlines.
+
+    The colour scale is fixed by ``max_value`` (the measure's largest value on any day), so that frames compare;
+    on a log scale the intensity is ``log10(1 + value)``, so that a country with 100 cases still shows next to
+    one with millions. The hover shows the value with its unit, the counts and, per country, the population the
+    rate used.
     """
-    shown = locations[(locations["confirmed"] > 0) & locations["latitude"].notna() & locations["longitude"].notna()]
-    shown = shown.assign(
-        label=_location_labels(shown),
-        who_region=shown["who_region"].fillna("unknown"),
-    )
-    top = max(1.0, math.log10(1 + max_confirmed))
-    ticks = list(range(0, math.ceil(top) + 1))
+    if measure.log:
+        z, top = np.log10(1 + rows["value"]), max(1.0, math.log10(1 + max_value))
+        ticks = list(range(0, math.ceil(top) + 1))
+        colorbar_ticks = {"tickvals": ticks, "ticktext": [f"{10**t:,}" for t in ticks]}
+    else:
+        z, top = rows["value"], max_value or 1.0
+        colorbar_ticks = {"tickformat": measure.hover_format}
+    population = rows["population"].map(lambda p: "n/a" if pd.isna(p) else f"{int(p):,}")
+    hover = (f"<b>%{{customdata[0]}}</b><br>WHO region: %{{customdata[1]}}<br>{measure.label}: "
+             f"%{{customdata[2]:{measure.hover_format}}} {measure.unit}".rstrip()
+             + "<br>Confirmed: %{customdata[3]:,}<br>Deaths: %{customdata[4]:,}")
+    if measure.level == "country":
+        hover += "<br>Population (worldometer): %{customdata[5]}"
     figure = go.Figure(
         go.Densitymap(
-            lat=shown["latitude"],
-            lon=shown["longitude"],
-            z=np.log10(1 + shown["confirmed"].astype(float)),
+            lat=rows["latitude"],
+            lon=rows["longitude"],
+            z=z,
             zmin=0,
             zmax=top,
             radius=MAP_RADIUS_PX,
-            colorscale="YlOrRd",
-            customdata=shown[["label", "who_region", "confirmed", "deaths"]].to_numpy(),
-            hovertemplate=(
-                "<b>%{customdata[0]}</b><br>WHO region: %{customdata[1]}<br>"
-                "Confirmed: %{customdata[2]:,}<br>Deaths: %{customdata[3]:,}<extra></extra>"
-            ),
-            colorbar={
-                "title": {"text": "Confirmed<br>cases"},
-                "tickvals": ticks,
-                "ticktext": [f"{10**t:,}" for t in ticks],
-            },
+            colorscale=measure.colorscale,
+            customdata=np.column_stack([rows[["label", "who_region", "value", "confirmed", "deaths"]].to_numpy(),
+                                        population.to_numpy()]) if len(rows) else [],
+            hovertemplate=hover + "<extra></extra>",
+            colorbar={"title": {"text": measure.unit or "ratio"}, **colorbar_ticks},
         )
     )
     figure.update_layout(
@@ -136,23 +165,48 @@ def spread_map_figure(
     return figure
 
 
-def trend_figure(trend: pd.DataFrame, country: str) -> go.Figure:
-    """Cumulative confirmed, deaths, recovered and active cases of one country (rows of ``country_trend``)."""
-    figure = go.Figure(
-        [
-            go.Scatter(
-                x=trend["date"],
-                y=trend[column],
-                name=column.capitalize(),
-                mode="lines",
-                line={"color": _COLORS[column]},
-            )
-            for column in ("confirmed", "deaths", "recovered", "active")
-        ]
-    )
+def trend_rows(trends: pd.DataFrame, view: TrendView) -> pd.DataFrame:
+    """The rows the chart draws (rows of :meth:`Warehouse.country_trends`): ``country_region``, ``date``,
+    ``days_since_100_cases``, ``value`` (cumulative or 7-day average) and, for daily counts, ``daily``. Aligned on
+    the 100th case, the days before it are left out. This is also what the trend's CSV download holds."""
+    rows = trends[trends["country_region"].isin(view.countries)]
+    if view.align == "days_since_100":
+        rows = rows[rows["days_since_100_cases"].notna()]
+    out = rows[["country_region", "date", "days_since_100_cases"]].assign(
+        value=rows[trend_column(view.count, view.mode, view.scale, smoothed=True)].astype(float))
+    if view.mode == "daily":
+        out["daily"] = rows[trend_column(view.count, view.mode, view.scale, smoothed=False)].astype(float)
+    return out.reset_index(drop=True)
+
+
+def trend_title(view: TrendView) -> str:
+    """e.g. 'Cases per million, daily (7-day average)', 'Deaths, cumulative'."""
+    what = ("Cases" if view.count == "cases" else "Deaths") + ("" if view.scale == "absolute" else " per million")
+    return what + (", daily (7-day average)" if view.mode == "daily" else ", cumulative")
+
+
+def trend_figure(rows: pd.DataFrame, view: TrendView) -> go.Figure:
+    """One line per country (rows of :func:`trend_rows`), in the order of ``view.countries``; daily counts of a
+    single country are drawn as bars with the 7-day average as a line. Log or linear y axis; x is the date or the
+    days since the country's 100th case."""
+    x_column = "date" if view.align == "date" else "days_since_100_cases"
+    unit = trend_unit(view.count, view.mode, view.scale)
+    traces = []
+    if view.mode == "daily" and len(view.countries) == 1:
+        country = view.countries[0]
+        traces.append(go.Bar(x=rows[x_column], y=rows["daily"], name=f"{country}, daily",
+                             marker={"color": "#9ecae1"}, hovertemplate=f"%{{y:,.1f}} {unit}<extra></extra>"))
+    for i, country in enumerate(view.countries):
+        own = rows[rows["country_region"] == country]
+        name = f"{country}, 7-day average" if view.mode == "daily" and len(view.countries) == 1 else country
+        traces.append(go.Scatter(x=own[x_column], y=own["value"], name=name, mode="lines",
+                                 line={"color": _SERIES_COLORS[i % len(_SERIES_COLORS)], "width": 2},
+                                 hovertemplate=f"{country}: %{{y:,.1f}} {unit}<extra></extra>"))
+    figure = go.Figure(traces)
     figure.update_layout(
-        **chart_layout(f"{country}: cumulative counts", axis_title=False, legend=True),
-        yaxis={"title": {"text": "people"}, "tickformat": ",d"},
+        **chart_layout(trend_title(view), axis_title=view.align != "date", legend=True),
+        xaxis={"title": {"text": "days since the 100th confirmed case" if view.align != "date" else ""}},
+        yaxis={"title": {"text": unit}, "type": view.axis, **({} if view.axis == "log" else {"tickformat": ","})},
         hovermode="x unified",
     )
     return figure

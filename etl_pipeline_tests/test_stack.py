@@ -696,7 +696,8 @@ def test_the_dashboard_shows_the_warehouse_read_as_the_read_only_role(dashboard:
     shown = dash_callback(
         dashboard, "..spread-map.figure...map-date.children..",
         [{"id": "spread-map", "property": "figure"}, {"id": "map-date", "property": "children"}],
-        [{"id": "map-day", "property": "value", "value": last_day}],
+        [{"id": "map-day", "property": "value", "value": last_day},
+         {"id": "map-measure", "property": "value", "value": "confirmed"}],
     )
     assert shown["map-date"]["children"] == pd.Timestamp(last_date).strftime("%-d %B %Y") == "27 July 2020"
     (trace,) = shown["spread-map"]["figure"]["data"]
@@ -705,15 +706,30 @@ def test_the_dashboard_shows_the_warehouse_read_as_the_read_only_role(dashboard:
                 & facts["latitude"].notna() & facts["longitude"].notna()]
     labels = [f"{p}, {c}" if p else c for p, c in zip(day["province_state"], day["country_region"], strict=True)]
     expected = sorted(zip(labels, day["confirmed"].astype(int), day["deaths"].astype(int), strict=True))
-    assert sorted((row[0], row[2], row[3]) for row in trace["customdata"]) == expected
-    assert sum(row[2] for row in trace["customdata"]) == 16_480_485
+    assert sorted((row[0], row[3], row[4]) for row in trace["customdata"]) == expected
+    assert sum(row[3] for row in trace["customdata"]) == 16_480_485
+
+    daily = warehouse["covid19_daily_stats"]
+    rates = dash_callback(
+        dashboard, "..spread-map.figure...map-date.children..",
+        [{"id": "spread-map", "property": "figure"}, {"id": "map-date", "property": "children"}],
+        [{"id": "map-day", "property": "value", "value": last_day},
+         {"id": "map-measure", "property": "value", "value": "confirmed_per_100k"}],
+    )
+    (trace,) = rates["spread-map"]["figure"]["data"]
+    on_last_day = daily[(daily["date"] == last_date) & (daily["confirmed_per_100k"] > 0)].set_index("country_region")
+    assert {row[0]: row[2] for row in trace["customdata"]} == pytest.approx(
+        on_last_day["confirmed_per_100k"].to_dict(), rel=1e-12)
 
     trend = dash_callback(
-        dashboard, "trend-graph.figure", {"id": "trend-graph", "property": "figure"},
-        [{"id": "trend-country", "property": "value", "value": "Vietnam"}],
+        dashboard, "..trend-graph.figure...trend-note.children..",
+        [{"id": "trend-graph", "property": "figure"}, {"id": "trend-note", "property": "children"}],
+        [{"id": "trend-countries", "property": "value", "value": ["Vietnam"]},
+         *({"id": f"trend-{name}", "property": "value", "value": value} for name, value in (
+             ("count", "cases"), ("mode", "cumulative"), ("scale", "absolute"), ("axis", "linear"),
+             ("align", "date")))],
     )
-    confirmed = next(t for t in trend["trend-graph"]["figure"]["data"] if t["name"] == "Confirmed")
-    daily = warehouse["covid19_daily_stats"]
+    (confirmed,) = trend["trend-graph"]["figure"]["data"]
     vietnam = daily[daily["country_region"] == "Vietnam"].sort_values("date")
     assert plotly_array(confirmed["y"]) == vietnam["confirmed"].astype(int).tolist()
     assert len(vietnam) == len(warehouse["dim_date"])

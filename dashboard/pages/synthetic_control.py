@@ -13,7 +13,7 @@ from dash import Dash, Input, Output, State, dcc, html
 from dashboard.components import error_message, graph, loading, metric, page_header, table
 from dashboard.context import DashboardContext
 from dashboard.figures import gap_figure, placebo_ratio_figure, synthetic_figure
-from dashboard.formatting import format_value
+from dashboard.formatting import date_range, format_value
 from dashboard.study import (
     DEFAULT_DONORS,
     DEFAULT_INTERVENTION,
@@ -61,7 +61,8 @@ def _control(label: str, control_id: str, control: object) -> html.Div:
     return html.Div([html.Label(label, htmlFor=control_id, className="control-label"), control], className="control")
 
 
-def layout(context: DashboardContext) -> html.Div:
+def layout(context: DashboardContext, search: str | None = None) -> html.Div:
+    """The page; ``search`` (the URL's query string) is not used: the study's state is its controls'."""
     warehouse = context.warehouse
     countries = warehouse.countries()["country_region"].tolist()
     dates = warehouse.dates()["date"]
@@ -138,7 +139,8 @@ def layout(context: DashboardContext) -> html.Div:
                 "Synthetic-control study",
                 "A synthetic control builds a 'twin' of the treated country from a weighted mix of donor countries "
                 "that tracked it before the intervention; after it, the twin suggests what might have happened "
-                "without the intervention.",
+                f"without the intervention. Data: JHU CSSE confirmed cases and worldometer populations, "
+                f"{date_range(dates.min(), dates.max())}.",
             ),
             html.Div(
                 [controls, loading(html.Div(id="scm-results", className="results"), id="scm-loading")],

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from dashboard.data import TTLCache, Warehouse, WarehouseNotBuilt, WarehouseUnreachable
 from etl_pipeline.core.engines import get_read_only_engine
-from etl_pipeline_tests.conftest import free_port
+from etl_pipeline_tests.conftest import WORLDOMETER_NAMES, free_port
 from etl_pipeline_tests.dashboard.conftest import load_warehouse
 
 
@@ -54,17 +54,50 @@ def test_locations_on_the_last_day_sum_to_the_world_total(warehouse: Warehouse):
     assert (len(last), int(last["confirmed"].sum())) == (261, 16_480_485)
 
 
-def test_max_location_confirmed_is_the_largest_of_any_day(warehouse: Warehouse, sources):
-    assert warehouse.max_location_confirmed() == int(sources["positions"]["confirmed"].max())
-
-
-@pytest.mark.parametrize("country", ["Vietnam", "Cote d'Ivoire"])
-def test_country_trend_is_the_countrys_time_series(warehouse: Warehouse, sources, country: str):
+def test_measure_max_is_the_largest_value_of_any_day(warehouse: Warehouse, sources):
+    assert warehouse.measure_max("confirmed") == int(sources["positions"]["confirmed"].max())
     series = sources["series"]
-    expected = series[series["country_region"] == country].sort_values("date").reset_index(drop=True)
-    got = warehouse.country_trend(country)
-    columns = ["date", "confirmed", "deaths", "recovered", "active", "new_cases", "new_deaths"]
-    pd.testing.assert_frame_equal(got[columns], expected[columns], check_dtype=False)
+    assert warehouse.measure_max("case_fatality_ratio") == pytest.approx(
+        (series["deaths"] / series["confirmed"]).where(series["confirmed"] > 0).max())
+
+
+def _populations(sources) -> pd.Series:
+    world = sources["worldometer"].set_index("Country/Region")["Population"]
+    names = pd.Series(sorted(sources["series"]["country_region"].unique()))
+    return pd.Series(names.map(lambda n: WORLDOMETER_NAMES.get(n, n)).map(world).to_numpy(), index=names)
+
+
+def test_countries_on_a_day_carry_rates_by_the_worldometer_population(warehouse: Warehouse, sources):
+    series = sources["series"]
+    day = series[series["date"] == "2020-05-01"].set_index("country_region")
+    got = warehouse.countries_on(100).set_index("country_region")  # 2020-01-22 + 100 days
+    assert len(got) == 187 and (got["confirmed"] == day["confirmed"].reindex(got.index)).all()
+    population = _populations(sources).reindex(got.index)
+    expected = day["confirmed"].reindex(got.index) * 100_000 / population
+    pd.testing.assert_series_equal(got["confirmed_per_100k"], expected, check_names=False, rtol=1e-9)
+    assert got.at["Italy", "deaths_per_million"] == pytest.approx(28_236 * 1e6 / 60_452_568)
+
+
+def test_country_trends_hold_only_the_chosen_countries(warehouse: Warehouse, sources):
+    series = sources["series"]
+    got = warehouse.country_trends(["Vietnam", "Cote d'Ivoire", "Vietnam"])
+    assert got["country_region"].unique().tolist() == ["Cote d'Ivoire", "Vietnam"]
+    for country, rows in got.groupby("country_region"):
+        expected = series[series["country_region"] == country].sort_values("date")
+        assert rows["confirmed"].tolist() == expected["confirmed"].tolist()
+        assert rows["new_cases_7d_avg"].tolist() == pytest.approx(
+            expected["new_cases"].rolling(7).mean().tolist(), nan_ok=True)
+    vietnam = got[got["country_region"] == "Vietnam"]
+    first_100 = vietnam.loc[vietnam["confirmed"] >= 100, "date"].min()
+    assert vietnam.loc[vietnam["date"] == first_100, "days_since_100_cases"].tolist() == [0]
+
+
+def test_country_table_has_the_count_a_week_before(warehouse: Warehouse, sources):
+    series = sources["series"].set_index(["country_region", "date"])["confirmed"]
+    got = warehouse.country_table(187).set_index("country_region")
+    assert len(got) == 187
+    assert got.at["US", "confirmed_7_days_before"] == series[("US", pd.Timestamp("2020-07-20"))]
+    assert warehouse.country_table(3)["confirmed_7_days_before"].isna().all()
 
 
 def test_continent_totals_reconcile_with_the_country_wise_table(warehouse: Warehouse, data_dir: Path):

@@ -23,11 +23,15 @@ from dashboard.figures import (
     TICKS_PX,
     continent_figure,
     gap_figure,
+    map_rows,
     placebo_ratio_figure,
     spread_map_figure,
     synthetic_figure,
     trend_figure,
+    trend_rows,
 )
+from dashboard.measures import MAP_MEASURES
+from dashboard.view_state import TrendView
 from dashboard.study import comparable_placebos, placebo_table, run_study
 
 OUTLINES_URL = "/assets/countries-110m.geojson"
@@ -48,30 +52,79 @@ LOCATIONS = pd.DataFrame(
 )
 
 
+CONFIRMED, CFR, PER_100K = (MAP_MEASURES[k] for k in ("confirmed", "case_fatality_ratio", "confirmed_per_100k"))
+
+
+def _map(rows: pd.DataFrame, measure=CONFIRMED, max_value: float = 99_999, title: str = "On 1 April 2020"):
+    return spread_map_figure(map_rows(rows, measure), measure, max_value=max_value, map_style="white-bg",
+                             outlines_url=OUTLINES_URL, title=title)
+
+
 def test_spread_map_shows_locations_with_cases_on_a_log_scale():
-    figure = spread_map_figure(
-        LOCATIONS, max_confirmed=99_999, map_style="white-bg", outlines_url=OUTLINES_URL, title="On 1 April 2020"
-    )
+    figure = _map(LOCATIONS)
     (trace,) = figure.data
     assert trace.type == "densitymap"
     assert list(trace.lat) == [-37.8, 14.06] and list(trace.lon) == [144.96, 108.28]
     assert list(trace.z) == pytest.approx([3.0, 1.0])
     assert (trace.zmin, trace.zmax) == (0, pytest.approx(5.0))
     assert trace.customdata.tolist() == [
-        ["Victoria, Australia", "Western Pacific", 999, 12],
-        ["Vietnam", "Western Pacific", 9, 0],
+        ["Victoria, Australia", "Western Pacific", 999.0, 999, 12, "n/a"],
+        ["Vietnam", "Western Pacific", 9.0, 9, 0, "n/a"],
     ]
-    assert "Confirmed: %{customdata[2]:,}" in trace.hovertemplate and "WHO region" in trace.hovertemplate
+    assert "Cumulative confirmed cases: %{customdata[2]:,d} cases" in trace.hovertemplate
+    assert "WHO region" in trace.hovertemplate and "Population" not in trace.hovertemplate
     assert list(trace.colorbar.ticktext) == ["1", "10", "100", "1,000", "10,000", "100,000"]
     assert figure.layout.map.style == "white-bg"
     assert (figure.layout.map.center.lat, figure.layout.map.center.lon) == (MAP_CENTER["lat"], MAP_CENTER["lon"])
     assert figure.layout.title.text == "On 1 April 2020"
 
 
+COUNTRIES_ON_DAY = pd.DataFrame({
+    "country_region": ["US", "Vietnam", "Atlantis", "Laos"],
+    "latitude": [40.0, 14.06, 1.0, 19.86],
+    "longitude": [-100.0, 108.28, 2.0, 102.5],
+    "population": [331_198_130, 97_338_579, None, 7_275_560],
+    "confirmed": [4_290_259, 416, 3, 0],
+    "deaths": [148_011, 0, 1, 0],
+    "confirmed_per_100k": [1295.37, 0.43, None, 0.0],
+    "deaths_per_million": [446.9, 0.0, None, 0.0],
+    "case_fatality_ratio": [0.0345, 0.0, 1 / 3, None],
+    "new_cases_7d_avg": [65083.1, 2.1, 0.0, 0.0],
+    "who_region": ["Americas", "Western Pacific", None, "Western Pacific"],
+    "continent": ["North America", "Asia", "Unknown", "Asia"],
+})
+
+
+def test_a_country_rate_shows_its_value_unit_and_population():
+    figure = _map(COUNTRIES_ON_DAY, PER_100K, max_value=1500.0)
+    (trace,) = figure.data
+    # Atlantis has no population (no rate), Laos no case (0 on a log scale): both left out
+    assert trace.customdata.tolist() == [
+        ["US", "Americas", 1295.37, 4_290_259, 148_011, "331,198,130"],
+        ["Vietnam", "Western Pacific", 0.43, 416, 0, "97,338,579"],
+    ]
+    assert list(trace.z) == pytest.approx([math.log10(1 + 1295.37), math.log10(1.43)])
+    assert "Confirmed cases per 100,000 people: %{customdata[2]:,.1f} cases per 100k" in trace.hovertemplate
+    assert "Population (worldometer): %{customdata[5]}" in trace.hovertemplate
+
+
+def test_the_case_fatality_ratio_has_a_linear_scale_in_percent():
+    figure = _map(COUNTRIES_ON_DAY, CFR, max_value=0.5)
+    (trace,) = figure.data
+    assert [row[0] for row in trace.customdata.tolist()] == ["US", "Vietnam", "Atlantis"]  # 0 is a value here
+    assert list(trace.z) == pytest.approx([0.0345, 0.0, 1 / 3]) and trace.zmax == 0.5
+    assert trace.colorbar.tickformat == ".2%" and "%{customdata[2]:.2%}" in trace.hovertemplate
+
+
+def test_map_rows_are_what_the_download_holds():
+    rows = map_rows(COUNTRIES_ON_DAY, PER_100K)
+    assert list(rows.columns) == ["label", "country_region", "province_state", "latitude", "longitude",
+                                  "who_region", "value", "confirmed", "deaths", "population"]
+    assert rows["country_region"].tolist() == ["US", "Vietnam"] and set(rows["province_state"]) == {""}
+
+
 def test_spread_map_draws_the_country_outlines_as_a_line_layer_under_the_density_layer():
-    figure = spread_map_figure(
-        LOCATIONS, max_confirmed=10, map_style="white-bg", outlines_url=OUTLINES_URL, title="On 1 April 2020"
-    )
+    figure = _map(LOCATIONS, max_value=10)
     (layer,) = figure.layout.map.layers
     assert (layer.sourcetype, layer.type, layer.source) == ("geojson", "line", OUTLINES_URL)
     assert layer.below == "traces"  # plotly.js: before the first trace's map layer, i.e. under the density
@@ -106,27 +159,49 @@ def test_spread_map_of_a_day_without_cases_is_empty_not_an_error():
             "continent": ["Asia"],
         }
     )
-    figure = spread_map_figure(locations, max_confirmed=0, map_style="white-bg", outlines_url=OUTLINES_URL, title="")
+    figure = _map(locations, max_value=0, title="")
     (trace,) = figure.data
     assert len(trace.lat) == 0 and trace.zmax == 1.0
 
 
-def test_trend_figure_draws_the_four_cumulative_counts():
-    trend = pd.DataFrame(
-        {
-            "date": pd.to_datetime(["2020-04-01", "2020-04-02"]),
-            "confirmed": [218, 222],
-            "deaths": [0, 0],
-            "recovered": [75, 85],
-            "active": [143, 137],
-            "new_cases": [6, 4],
-            "new_deaths": [0, 0],
-        }
-    )
-    figure = trend_figure(trend, "Vietnam")
-    assert [t.name for t in figure.data] == ["Confirmed", "Deaths", "Recovered", "Active"]
-    assert list(figure.data[0].y) == [218, 222] and list(figure.data[3].y) == [143, 137]
-    assert figure.layout.title.text == "Vietnam: cumulative counts"
+TRENDS = pd.DataFrame({
+    "country_region": ["Italy"] * 3 + ["Vietnam"] * 3,
+    "date": pd.to_datetime(["2020-04-01", "2020-04-02", "2020-04-03"] * 2),
+    "confirmed": [110_574, 115_242, 119_827, 218, 222, 233],
+    "deaths": [13_155, 13_915, 14_681, 0, 0, 0],
+    "new_cases": [4_782, 4_668, 4_585, 6, 4, 11],
+    "new_cases_7d_avg": [5_180.4, 4_989.1, 4_850.0, 8.1, 7.4, 7.0],
+    "new_cases_per_million": [79.1, 77.2, 75.8, 0.06, 0.04, 0.11],
+    "new_cases_7d_avg_per_million": [85.7, 82.5, 80.2, 0.08, 0.08, 0.07],
+    "days_since_100_cases": [37, 38, 39, None, 0, 1],
+})
+
+
+def test_trend_compares_countries_in_the_chosen_order():
+    view = TrendView(("Vietnam", "Italy"))
+    figure = trend_figure(trend_rows(TRENDS, view), view)
+    assert [t.name for t in figure.data] == ["Vietnam", "Italy"]
+    assert list(figure.data[1].y) == [110_574, 115_242, 119_827]
+    assert figure.layout.title.text == "Cases, cumulative" and figure.layout.yaxis.type == "linear"
+
+
+def test_daily_counts_of_one_country_are_bars_with_the_7_day_average():
+    view = TrendView(("Italy",), mode="daily", scale="per_million", axis="log")
+    figure = trend_figure(trend_rows(TRENDS, view), view)
+    assert [(t.type, t.name) for t in figure.data] == [("bar", "Italy, daily"), ("scatter", "Italy, 7-day average")]
+    assert list(figure.data[0].y) == [79.1, 77.2, 75.8] and list(figure.data[1].y) == [85.7, 82.5, 80.2]
+    assert figure.layout.yaxis.type == "log"
+    assert figure.layout.yaxis.title.text == "cases per million people per day"
+    assert figure.layout.title.text == "Cases per million, daily (7-day average)"
+
+
+def test_aligned_on_the_100th_case_the_days_before_it_are_left_out():
+    view = TrendView(("Italy", "Vietnam"), align="days_since_100")
+    rows = trend_rows(TRENDS, view)
+    figure = trend_figure(rows, view)
+    assert list(figure.data[1].x) == [0, 1] and list(figure.data[0].x) == [37, 38, 39]
+    assert figure.layout.xaxis.title.text == "days since the 100th confirmed case"
+    assert list(rows.columns) == ["country_region", "date", "days_since_100_cases", "value"]
 
 
 def test_continent_figure_lists_continents_smallest_first_for_horizontal_bars():
@@ -206,14 +281,12 @@ def test_placebo_ratio_figure_highlights_the_treated_unit(study):
 
 def _layout_cases(study) -> dict:
     counts = ("confirmed", "deaths", "recovered", "active")
-    trend = pd.DataFrame(
-        {"date": pd.to_datetime(["2020-04-01"]), **{c: [1] for c in (*counts, "new_cases", "new_deaths")}}
-    )
+    view = TrendView(("Italy", "Vietnam"))
     continents = pd.DataFrame(
         {"continent": ["Asia"], **{f"total_{c}": [1] for c in counts}, "number_of_countries": [1], "population": [1]}
     )
     return {
-        "trend": trend_figure(trend, "Vietnam"),
+        "trend": trend_figure(trend_rows(TRENDS, view), view),
         "continents": continent_figure(continents),
         "synthetic": synthetic_figure(study),
         "gap": gap_figure(study),
@@ -232,9 +305,7 @@ def test_titles_sit_below_the_mode_bar_with_room_for_the_subtitle(study):
         subtitle = 18 if title.subtitle.text else 0
         assert figure.layout.margin.t >= MODEBAR_PX + 20 + subtitle, name
     assert _layout_cases(study)["gap"].layout.margin.t > _layout_cases(study)["synthetic"].layout.margin.t
-    spread_map = spread_map_figure(
-        LOCATIONS, max_confirmed=10, map_style="white-bg", outlines_url=OUTLINES_URL, title="On 1 April 2020"
-    ).layout
+    spread_map = _map(LOCATIONS, max_value=10).layout
     assert spread_map.title.pad.t == MODEBAR_PX and spread_map.margin.t >= MODEBAR_PX + 20
 
 
