@@ -60,7 +60,8 @@ _COUNTRIES_ON_DAY = sa.text(
 #: names come from ``dashboard.measures.MAP_MEASURES`` only.
 _MEASURE_MAX = {
     key: sa.text(f"SELECT MAX({m.column}) AS value FROM "
-                 f"{'fact_location_daily' if m.level == 'location' else 'covid19_daily_stats'}")
+                 f"{'fact_location_daily' if m.level == 'location' else 'covid19_daily_stats'} "
+                 f"WHERE confirmed >= {int(m.min_confirmed)}")
     for key, m in MAP_MEASURES.items()
 }
 
@@ -224,7 +225,8 @@ class Warehouse:
         return self._read(("countries on", day_index), _COUNTRIES_ON_DAY, {"day_index": int(day_index)})
 
     def measure_max(self, measure: str) -> float:
-        """The largest value of a map measure (a key of ``MAP_MEASURES``) on any day; 0 when there is none."""
+        """The largest value of a map measure (a key of ``MAP_MEASURES``) on any day, over the rows with at least
+        its ``min_confirmed`` cases; 0 when there is none."""
         value = self._read(("max", measure), _MEASURE_MAX[measure]).iat[0, 0]
         return 0.0 if pd.isna(value) else float(value)
 

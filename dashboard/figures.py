@@ -17,6 +17,8 @@ from dashboard.study import OUTCOMES, PLACEBO_FIT_LIMIT, Study, comparable_place
 MAP_CENTER = {"lat": 20.0, "lon": 10.0}
 MAP_ZOOM = 0.6
 MAP_RADIUS_PX = 18
+#: Diameter of a country's marker on the maps of per-country measures.
+COUNTRY_MARKER_PX = 11
 #: Natural Earth's 110m country borders, bundled in ``dashboard/assets`` (see its README): the map's outlines.
 COUNTRY_OUTLINES_ASSET = "countries-110m.geojson"
 
@@ -29,8 +31,8 @@ _COLORS = {
     "active": "#762a83",
     "placebo": "#b8b8b8",
 }
-#: Colours of the countries compared on one trend chart (ColorBrewer Dark2 and Set1, colour-blind friendlier).
-_SERIES_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#377eb8")
+#: Colours of the countries compared on one trend chart: Tableau 10's first eight, distinct from each other.
+_SERIES_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
 #: Pixels that Plotly's mode bar (top right, shown on hover) takes: titles start below it, never under it.
 MODEBAR_PX = 30
 #: Pixels for the title's line, for a subtitle's, and between them and the plot.
@@ -101,7 +103,8 @@ def map_rows(rows: pd.DataFrame, measure: MapMeasure) -> pd.DataFrame:
     is also what the map's CSV download holds."""
     rows = rows.assign(province_state=rows.get("province_state", ""), population=rows.get("population"))
     value = rows[measure.column]
-    keep = rows["latitude"].notna() & rows["longitude"].notna() & value.notna() & (value > 0 if measure.log else True)
+    keep = (rows["latitude"].notna() & rows["longitude"].notna() & value.notna()
+            & (value > 0 if measure.log else True) & (rows["confirmed"] >= measure.min_confirmed))
     shown = rows[keep]
     return pd.DataFrame({
         "label": _location_labels(shown),
@@ -113,14 +116,15 @@ def map_rows(rows: pd.DataFrame, measure: MapMeasure) -> pd.DataFrame:
         "value": shown[measure.column].astype(float),
         "confirmed": shown["confirmed"],
         "deaths": shown["deaths"],
-        "population": shown["population"],
+        "population": shown["population"].astype("Int64"),
     }).reset_index(drop=True)
 
 
 def spread_map_figure(
     rows: pd.DataFrame, measure: MapMeasure, *, max_value: float, map_style: str, outlines_url: str, title: str
 ) -> go.Figure:
-    """Density map of ``measure`` (rows of :func:`map_rows`) over country outlines.
+    """Map of ``measure`` (rows of :func:`map_rows`) over country outlines: a density of the locations' counts,
+    or one coloured marker per country for a per-country measure (a rate does not add up with its neighbours').
 
     The colour scale is fixed by ``max_value`` (the measure's largest value on any day), so that frames compare;
     on a log scale the intensity is ``log10(1 + value)``, so that a country with 100 cases still shows next to
@@ -140,21 +144,19 @@ def spread_map_figure(
              + "<br>Confirmed: %{customdata[3]:,}<br>Deaths: %{customdata[4]:,}")
     if measure.level == "country":
         hover += "<br>Population (worldometer): %{customdata[5]}"
-    figure = go.Figure(
-        go.Densitymap(
-            lat=rows["latitude"],
-            lon=rows["longitude"],
-            z=z,
-            zmin=0,
-            zmax=top,
-            radius=MAP_RADIUS_PX,
-            colorscale=measure.colorscale,
-            customdata=np.column_stack([rows[["label", "who_region", "value", "confirmed", "deaths"]].to_numpy(),
-                                        population.to_numpy()]) if len(rows) else [],
-            hovertemplate=hover + "<extra></extra>",
-            colorbar={"title": {"text": measure.unit or "ratio"}, **colorbar_ticks},
-        )
-    )
+    customdata = np.column_stack([rows[["label", "who_region", "value", "confirmed", "deaths"]].to_numpy(),
+                                  population.to_numpy()]) if len(rows) else []
+    colorbar = {"title": {"text": measure.unit or "ratio"}, **colorbar_ticks}
+    if measure.level == "location":
+        trace = go.Densitymap(lat=rows["latitude"], lon=rows["longitude"], z=z, zmin=0, zmax=top,
+                              radius=MAP_RADIUS_PX, colorscale=measure.colorscale, customdata=customdata,
+                              hovertemplate=hover + "<extra></extra>", colorbar=colorbar)
+    else:  # a rate is a country's own: one marker each (a density would add up neighbours' rates)
+        trace = go.Scattermap(lat=rows["latitude"], lon=rows["longitude"], mode="markers", customdata=customdata,
+                              marker={"size": COUNTRY_MARKER_PX, "opacity": 0.85, "color": z, "cmin": 0, "cmax": top,
+                                      "colorscale": measure.colorscale, "colorbar": colorbar},
+                              hovertemplate=hover + "<extra></extra>")
+    figure = go.Figure(trace)
     figure.update_layout(
         title=title_layout(title),
         map={"style": map_style, "center": MAP_CENTER, "zoom": MAP_ZOOM, "layers": [outline_layer(outlines_url)]},
@@ -167,15 +169,19 @@ def spread_map_figure(
 
 def trend_rows(trends: pd.DataFrame, view: TrendView) -> pd.DataFrame:
     """The rows the chart draws (rows of :meth:`Warehouse.country_trends`): ``country_region``, ``date``,
-    ``days_since_100_cases``, ``value`` (cumulative or 7-day average) and, for daily counts, ``daily``. Aligned on
-    the 100th case, the days before it are left out. This is also what the trend's CSV download holds."""
+    ``days_since_100_cases`` and the measure's column (cumulative, or the 7-day average), plus the daily count's
+    column for daily counts. Aligned on the 100th case, the days before it are left out; on a log axis, values
+    of 0 or less (no logarithm) are blank. This is also what the trend's CSV download holds."""
     rows = trends[trends["country_region"].isin(view.countries)]
     if view.align == "days_since_100":
         rows = rows[rows["days_since_100_cases"].notna()]
-    out = rows[["country_region", "date", "days_since_100_cases"]].assign(
-        value=rows[trend_column(view.count, view.mode, view.scale, smoothed=True)].astype(float))
+    columns = [trend_column(view.count, view.mode, view.scale, smoothed=True)]
     if view.mode == "daily":
-        out["daily"] = rows[trend_column(view.count, view.mode, view.scale, smoothed=False)].astype(float)
+        columns.append(trend_column(view.count, view.mode, view.scale, smoothed=False))
+    out = rows[["country_region", "date"]].assign(days_since_100_cases=rows["days_since_100_cases"].astype("Int64"))
+    for column in columns:
+        values = rows[column].astype(float)
+        out[column] = values.where(values > 0) if view.axis == "log" else values
     return out.reset_index(drop=True)
 
 
@@ -190,16 +196,18 @@ def trend_figure(rows: pd.DataFrame, view: TrendView) -> go.Figure:
     single country are drawn as bars with the 7-day average as a line. Log or linear y axis; x is the date or the
     days since the country's 100th case."""
     x_column = "date" if view.align == "date" else "days_since_100_cases"
+    value = trend_column(view.count, view.mode, view.scale, smoothed=True)
     unit = trend_unit(view.count, view.mode, view.scale)
     traces = []
     if view.mode == "daily" and len(view.countries) == 1:
         country = view.countries[0]
-        traces.append(go.Bar(x=rows[x_column], y=rows["daily"], name=f"{country}, daily",
+        daily = trend_column(view.count, view.mode, view.scale, smoothed=False)
+        traces.append(go.Bar(x=rows[x_column], y=rows[daily], name=f"{country}, daily",
                              marker={"color": "#9ecae1"}, hovertemplate=f"%{{y:,.1f}} {unit}<extra></extra>"))
     for i, country in enumerate(view.countries):
         own = rows[rows["country_region"] == country]
         name = f"{country}, 7-day average" if view.mode == "daily" and len(view.countries) == 1 else country
-        traces.append(go.Scatter(x=own[x_column], y=own["value"], name=name, mode="lines",
+        traces.append(go.Scatter(x=own[x_column], y=own[value], name=name, mode="lines",
                                  line={"color": _SERIES_COLORS[i % len(_SERIES_COLORS)], "width": 2},
                                  hovertemplate=f"{country}: %{{y:,.1f}} {unit}<extra></extra>"))
     figure = go.Figure(traces)

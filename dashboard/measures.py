@@ -27,6 +27,9 @@ class MapMeasure:
     hover_format: str
     #: The Plotly colour scale.
     colorscale: str = "YlOrRd"
+    #: Rows with fewer confirmed cases are neither drawn nor used for the colour scale (a fatality ratio over a
+    #: handful of cases, e.g. 2 deaths of 2 cases, says nothing and would stretch the scale to 100 %).
+    min_confirmed: int = 0
 
 
 MAP_MEASURES: dict[str, MapMeasure] = {
@@ -39,7 +42,7 @@ MAP_MEASURES: dict[str, MapMeasure] = {
     "deaths_per_million": MapMeasure("Deaths per million people", "deaths_per_million", "country",
                                      "deaths per million", log=True, hover_format=",.1f", colorscale="Reds"),
     "case_fatality_ratio": MapMeasure("Case fatality ratio (deaths / confirmed)", "case_fatality_ratio", "country",
-                                      "", log=False, hover_format=".2%", colorscale="Purples"),
+                                      "", log=False, hover_format=".2%", colorscale="Purples", min_confirmed=100),
 }
 DEFAULT_MAP_MEASURE = "confirmed"
 

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl_pipeline.bench.pipeline_runs import Pipelines, scale
+from etl_pipeline.bench.report import NAME_WIDTH
 from etl_pipeline.bench.runner import BENCHMARKS
 from etl_pipeline.bench.scale import Scale, scale_dataset, shrink_dataset
 from etl_pipeline.core.source_schema import SOURCE_TABLES
@@ -76,7 +77,8 @@ def gold_rows(tables: dict[str, pd.DataFrame]) -> int:
 
 
 def test_every_benchmark_is_reported_with_the_same_fields(quick_bench: dict) -> None:
-    assert [r["name"] for r in quick_bench["json"]["results"]] == list(BENCHMARKS)
+    assert [r["name"] for r in quick_bench["json"]["results"]] == [
+        *BENCHMARKS[:-2], "scale_10x", "scale_10x_floor", "scale_100x", "scale_100x_floor"]
     assert all(set(r) == RESULT_KEYS for r in quick_bench["json"]["results"])
     assert {"cores", "memory_gb", "cpu", "python", "java", "pyspark", "load_average_at_start",
             "load_average_at_end"} <= set(quick_bench["json"]["machine"])
@@ -85,9 +87,10 @@ def test_every_benchmark_is_reported_with_the_same_fields(quick_bench: dict) -> 
 
 def test_only_the_scale_runs_are_skipped_in_quick_mode_and_say_so(quick_bench: dict) -> None:
     skipped = {name: r["skipped"] for name, r in results(quick_bench).items() if r["skipped"]}
-    assert skipped == {"scale_10x": "not run with --quick", "scale_100x": "not run with --quick"}
+    assert skipped == {name: "not run with --quick"
+                       for name in ("scale_10x", "scale_10x_floor", "scale_100x", "scale_100x_floor")}
     for name in skipped:
-        assert f"{name:<16}skipped: not run with --quick" in quick_bench["stdout"]
+        assert f"{name:<{NAME_WIDTH}}skipped: not run with --quick" in quick_bench["stdout"]
 
 
 def test_every_ratio_is_computed_from_two_measured_medians(quick_bench: dict) -> None:
@@ -104,7 +107,7 @@ def test_every_ratio_is_computed_from_two_measured_medians(quick_bench: dict) ->
         if r["target"] is not None:
             op, value = r["target"].split()
             assert r["met"] == (r["ratio"] >= float(value) if op == ">=" else r["ratio"] <= float(value)), name
-        assert f"{name:<16}{r['ours_s']:>10.3f}{r['baseline_s']:>12.3f}{r['ratio']:>8.2f}x" in quick_bench["stdout"]
+        assert f"{name:<{NAME_WIDTH}}{r['ours_s']:>10.3f}{r['baseline_s']:>12.3f}{r['ratio']:>8.2f}x" in quick_bench["stdout"]
 
 
 def test_the_targets_are_those_of_the_issue(quick_bench: dict) -> None:
@@ -170,7 +173,7 @@ def test_a_scale_run_reports_growth_and_memory_per_phase(tmp_path: Path, tiny_di
     """The scale benchmark's own code on the quick dataset enlarged 4x (2 x locations, 2 x days), one run each."""
     pipelines = Pipelines(tmp_path, progress=lambda message: None)
     one_x = pipelines.run(tiny_dir)
-    result = scale(pipelines, tiny_dir, 4, [one_x], repeat=1)
+    result, against_floor = scale(pipelines, tiny_dir, 4, [one_x], repeat=1)
 
     enlarged = {name: pd.read_csv(tmp_path / "data_4x" / t.file_name) for name, t in SOURCE_TABLES.items()}
     assert result.rows == gold_rows(enlarged) > gold_rows(
@@ -185,3 +188,8 @@ def test_a_scale_run_reports_growth_and_memory_per_phase(tmp_path: Path, tiny_di
     assert set(details["growth_by_phase"]) == set(details["phases_of_median_run"])
     assert 0 < details["peak_rss_python_mb"] <= details["peak_rss_with_jvm_mb"]
     assert details["rss_budget_met"] == (details["peak_rss_python_mb"] < 3 * 1024)
+    # the same runs against the pandas floor over the same enlarged data, interleaved, target <= 1.0
+    assert (against_floor.name, against_floor.interleaved, against_floor.target) == ("scale_4x_floor", True, "<= 1")
+    assert against_floor.ours_runs == result.ours_runs and len(against_floor.baseline_runs) == 1
+    assert against_floor.ratio == pytest.approx(result.ours_s / against_floor.baseline_s, rel=1e-3)
+    assert against_floor.details["gold_rows"] == {"ours": result.rows, "floor": result.rows}

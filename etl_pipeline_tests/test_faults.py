@@ -171,6 +171,14 @@ def locations(rows: int, confirmed_from: int = 0) -> pa.Table:
         "deaths": pa.array(n % 100),
         "recovered": pa.array(n % 50),
         "active": pa.array(confirmed - n % 100 - n % 50),
+        # the measures: any values of the declared types (NULLs included); the loads, not the measures, are tested
+        "new_cases": pa.array(n % 13, mask=n < 1000),
+        "new_deaths": pa.array(n % 3, mask=n < 1000),
+        "new_cases_7d_avg": pa.array(n % 13 / 7, mask=n < 7000),
+        "new_deaths_7d_avg": pa.array(n % 3 / 7, mask=n < 7000),
+        "case_fatality_ratio": pa.array(n % 100 / np.maximum(confirmed, 1), mask=confirmed == 0),
+        "days_since_100_cases": pa.array(n // 1000, pa.int32()),
+        "downward_revision": pa.array(n % 11 == 0),
     })
 
 

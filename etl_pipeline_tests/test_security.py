@@ -378,9 +378,10 @@ def hostile_warehouse_table(name: str, rows: int = 8) -> pa.Table:
         "integer": lambda i: i,
         "double": lambda i: i / 3,
         "date": lambda i: dt.date(2020, 1, 22) + dt.timedelta(days=i),
+        "boolean": lambda i: i % 2 == 0,
     }
     types = {"text": pa.string(), "bigint": pa.int64(), "integer": pa.int32(), "double": pa.float64(),
-             "date": pa.date32()}
+             "date": pa.date32(), "boolean": pa.bool_()}
     columns = {}
     for c in table.columns:
         column = [values[c.type](i) for i in range(rows)]
@@ -398,12 +399,19 @@ def plain_rows(url: str, table: str) -> list[tuple]:
             rows = conn.execute(sa.text(f'SELECT * FROM "{table}"')).fetchall()
     finally:
         engine.dispose()
-    return sorted((tuple(v.isoformat() if isinstance(v, dt.date) else v for v in row) for row in rows), key=repr)
+    return sorted((tuple(map(_plain, row)) for row in rows), key=repr)
 
 
 def input_rows(table: pa.Table) -> list[tuple]:
     rows = zip(*(table.column(name).to_pylist() for name in table.column_names))
-    return sorted((tuple(v.isoformat() if isinstance(v, dt.date) else v for v in row) for row in rows), key=repr)
+    return sorted((tuple(map(_plain, row)) for row in rows), key=repr)
+
+
+def _plain(value: object) -> object:
+    """Dates as ISO text, booleans as 0/1 (SQLite stores them so)."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return int(value) if isinstance(value, bool) else value
 
 
 @pytest.fixture(params=["mysql+postgresql", "sqlite"])

@@ -105,8 +105,8 @@ NO_LOAD_DATA = "refuses LOAD DATA LOCAL INFILE"
 
 def normalised(frame: pd.DataFrame, table: WarehouseTable) -> pd.DataFrame:
     """``frame`` with the declared columns in order, one representation per declared type (PostgreSQL's DATE and
-    SQLite's ISO text both become ``YYYY-MM-DD``; integers nullable ``Int64``; doubles ``float64``; text as
-    ``str`` or ``None``), sorted by the primary key in code-point order (not the server's collation)."""
+    SQLite's ISO text both become ``YYYY-MM-DD``; integers nullable ``Int64``; doubles ``float64``; booleans
+    ``boolean``; text as ``str`` or ``None``), sorted by the primary key in code-point order (not the server's collation)."""
     out = pd.DataFrame(index=frame.index)
     for column in table.columns:
         values = frame[column.name]
@@ -116,6 +116,8 @@ def normalised(frame: pd.DataFrame, table: WarehouseTable) -> pd.DataFrame:
             out[column.name] = values.astype("Int64")
         elif column.type == "double":
             out[column.name] = values.astype("float64")
+        elif column.type == "boolean":  # SQLite stores a boolean as the integer 0 or 1
+            out[column.name] = values.astype("boolean")
         else:
             out[column.name] = values.astype(object).where(values.notna(), None)
     return out.sort_values(list(table.primary_key), ignore_index=True)
@@ -641,7 +643,7 @@ def assert_recorded_in_postgres(stack: Stack, reference: Reference) -> None:
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
     expected = reference.run_record()
-    assert len(expected.row_counts) == 21 and len(expected.checks) == 28  # every asset and every check ran
+    assert len(expected.row_counts) == 21 and len(expected.checks) == 30  # every asset and every check ran
     with stack.instance() as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
@@ -665,7 +667,7 @@ def assert_recorded_in_postgres(stack: Stack, reference: Reference) -> None:
     finally:
         engine.dispose()
     assert sorted(runs) == sorted((run.run_id, "SUCCESS") for run in stack.runs)
-    assert dict(events) == {"ASSET_MATERIALIZATION": 21 * len(stack.runs), "ASSET_CHECK_EVALUATION": 28 * len(stack.runs)}
+    assert dict(events) == {"ASSET_MATERIALIZATION": 21 * len(stack.runs), "ASSET_CHECK_EVALUATION": 30 * len(stack.runs)}
 
 
 def test_the_standalone_run_ran_tasks_on_both_workers(cluster: StandaloneCluster, standalone: Stack) -> None:

@@ -50,7 +50,9 @@ def content_digest(url: str) -> dict[str, str]:
         for table in WAREHOUSE_TABLES.values():
             order = ", ".join(f'"{c}"' for c in table.primary_key)
             rows = conn.execute(sa.text(f"SELECT * FROM {table.name} ORDER BY {order}")).fetchall()
-            plain = [tuple(v.isoformat() if isinstance(v, dt.date) else v for v in row) for row in rows]
+            # SQLite has no boolean: it stores TRUE as 1, which PostgreSQL returns as True (equal, not the same repr)
+            plain = [tuple(v.isoformat() if isinstance(v, dt.date) else int(v) if isinstance(v, bool) else v
+                           for v in row) for row in rows]
             digests[table.name] = hashlib.sha256(repr(plain).encode()).hexdigest()
     engine.dispose()
     return digests

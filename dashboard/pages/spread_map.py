@@ -10,7 +10,7 @@ payload stays small however many days the warehouse holds.
 from __future__ import annotations
 
 import pandas as pd
-from dash import Dash, Input, Output, State, callback_context, dash_table, dcc, html
+from dash import Dash, Input, Output, State, callback_context, dash_table, dcc, html, no_update
 
 from dashboard.components import graph, loading, page_header
 from dashboard.context import DashboardContext
@@ -202,6 +202,11 @@ def register_callbacks(app: Dash, context: DashboardContext) -> None:
             title=f"{spec.label} on {label}",
         )
         return figure, label
+
+    @app.callback(Output("trend-countries", "value"), Input("trend-countries", "value"), prevent_initial_call=True)
+    def cap_countries(countries: list[str] | None):
+        """At most MAX_TREND_COUNTRIES stay chosen (the dropdown's "Select all" would choose every country)."""
+        return countries[:MAX_TREND_COUNTRIES] if len(countries or []) > MAX_TREND_COUNTRIES else no_update
 
     @app.callback(Output("trend-graph", "figure"), Output("trend-note", "children"), *trend_inputs)
     def show_trend(countries: list[str] | None, *choices: str):

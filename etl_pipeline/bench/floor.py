@@ -137,7 +137,10 @@ def with_measures(frame: pd.DataFrame, entity: list[str], derive_new: bool = Fal
     frame["days_since_100_cases"] = (frame["date"] - first_100).dt.days.where(frame["date"] >= first_100).astype(
         "Int64")
     counts = [c for c in ("new_cases", "new_deaths", "new_recovered") if c in frame]
-    frame["negative_daily_count"] = (frame[counts].fillna(0) < 0).any(axis=1)
+    cumulative = [c for c in ("confirmed", "deaths", "recovered") if c in frame]
+    yesterday = frame.groupby(entity, sort=False)["date"].diff() == pd.Timedelta(days=1)
+    decreased = (frame.groupby(entity, sort=False)[cumulative].diff() < 0).any(axis=1) & yesterday
+    frame["downward_revision"] = (frame[counts].fillna(0) < 0).any(axis=1) | decreased
     return frame
 
 

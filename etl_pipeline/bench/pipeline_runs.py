@@ -109,10 +109,7 @@ def end_to_end(pipelines: Pipelines, data_dir: Path, repeat: int,
         return runs[-1].seconds
 
     def floor() -> float:
-        out = pipelines.home()
-        floors.append(run_child(python_module("etl_pipeline.bench.floor", str(data_dir), str(out)),
-                                pipelines.env(out), timeout=CHILD_TIMEOUT_S).check())
-        pipelines.progress(f"pandas floor: {floors[-1].seconds:.2f} s")
+        floors.append(floor_run(pipelines, data_dir))
         return floors[-1].seconds
 
     pair = interleaved(ours, floor, repeat)
@@ -164,18 +161,56 @@ def spark_steps(pipelines: Pipelines, home: Path, repeat: int, tables: tuple[str
     return result.measured(pair, rows=None)
 
 
-def scale(pipelines: Pipelines, source: Path, factor: int, one_x: list[PipelineRun], repeat: int) -> Result:
+def floor_run(pipelines: Pipelines, data_dir: Path, label: str = "") -> ChildRun:
+    """One run of the pandas floor (``etl_pipeline/bench/floor.py``) over ``data_dir`` in a child process."""
+    out = pipelines.home()
+    child = run_child(python_module("etl_pipeline.bench.floor", str(data_dir), str(out)), pipelines.env(out),
+                      timeout=CHILD_TIMEOUT_S).check()
+    pipelines.progress(f"pandas floor{label}: {child.seconds:.2f} s")
+    return child
+
+
+def scale(pipelines: Pipelines, source: Path, factor: int, one_x: list[PipelineRun],
+          repeat: int) -> tuple[Result, Result]:
     """``repeat`` runs over the enlarged dataset, against the end_to_end runs over the real one (not
-    interleaved: the 1x runs were made before). Peak memory is the highest of the runs."""
+    interleaved: the 1x runs were made before), and against the pandas floor over the same enlarged data
+    (interleaved). Peak memory is the highest of the runs."""
     result = Result(f"scale_{factor}x", ours=f"covid-etl run over the dataset enlarged {factor}x "
                     "(etl_pipeline/bench/scale.py)", baseline="covid-etl run over the real dataset "
                     "(the end_to_end runs)", ratio_kind="cost", interleaved=False)
+    against_floor = Result(f"scale_{factor}x_floor", ours=f"covid-etl run over the dataset enlarged {factor}x",
+                           baseline="the pandas floor (etl_pipeline/bench/floor.py) over the same data",
+                           ratio_kind="cost")
     data = pipelines.work / f"data_{factor}x"
     shape = scale_dataset(source, data, factor)
     pipelines.progress(f"generated the {factor}x dataset ({shape.locations} x locations, {shape.epochs} x days)")
-    runs = [pipelines.run(data) for _ in range(repeat)]
+    runs: list[PipelineRun] = []
+    floors: list[ChildRun] = []
+
+    def ours() -> float:
+        runs.append(pipelines.run(data))
+        return runs[-1].seconds
+
+    def floor() -> float:
+        floors.append(floor_run(pipelines, data, f" at {factor}x"))
+        return floors[-1].seconds
+
+    pair = interleaved(ours, floor, repeat)
     typical = median_run(runs)
-    result.measured(Pair([r.seconds for r in runs], [r.seconds for r in one_x]), rows=typical.gold_rows())
+    floor_rows = sum(json.loads(floors[-1].stdout)["rows"].values())
+    against_floor.measured(pair, rows=typical.gold_rows(), target=Target("<=", 1.0))
+    floor_peak = round(max(f.peak_python_rss for f in floors) / MB)
+    against_floor.details = {"gold_rows": {"ours": typical.gold_rows(), "floor": floor_rows},
+                             "peak_rss_floor_mb": floor_peak,
+                             "cpu_s": {"ours": round(statistics.median(r.child.cpu_seconds for r in runs), 2),
+                                       "floor": round(statistics.median(f.cpu_seconds for f in floors), 2)}}
+    against_floor.notes += [
+        f"gold rows: ours {typical.gold_rows():,}, floor {floor_rows:,}"
+        + ("" if typical.gold_rows() == floor_rows else " (DIFFERENT: the floor is not doing the same work)"),
+        f"peak RSS of the floor: {floor_peak:,} MB; CPU seconds: ours {against_floor.details['cpu_s']['ours']}, "
+        f"floor {against_floor.details['cpu_s']['floor']}",
+    ]
+    result.measured(Pair(pair.ours, [r.seconds for r in one_x]), rows=typical.gold_rows())
     phases, base = typical.phases(), median_run(one_x).phases()
     peak_python = round(max(r.child.peak_python_rss for r in runs) / MB)
     peak_tree = round(max(r.child.peak_tree_rss for r in runs) / MB)
@@ -185,7 +220,7 @@ def scale(pipelines: Pipelines, source: Path, factor: int, one_x: list[PipelineR
                             if base.get(n, {}).get("seconds")},
         "peak_rss_python_mb": peak_python, "peak_rss_with_jvm_mb": peak_tree,
         "rss_budget_mb": RSS_BUDGET_MB, "rss_budget_met": peak_python < RSS_BUDGET_MB,
-        "cpu_s": round(statistics.median(r.child.cpu_seconds for r in runs), 2),
+        "cpu_s": against_floor.details["cpu_s"]["ours"],
     }
     result.notes.append(f"growth {result.ratio:.1f}x for {factor}x the data; peak RSS of the Dagster process "
                         f"{peak_python:,} MB ({'within' if peak_python < RSS_BUDGET_MB else 'OVER'} the "
@@ -193,4 +228,4 @@ def scale(pipelines: Pipelines, source: Path, factor: int, one_x: list[PipelineR
     result.notes.append("phases of the median run:")
     result.notes += [f"{name:<17}{p['seconds']:>8.1f} s  peak {p['peak_python_mb']:>6,} MB  with JVM "
                      f"{p['peak_tree_mb']:>6,} MB" for name, p in phases.items()]
-    return result
+    return result, against_floor

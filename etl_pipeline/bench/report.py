@@ -110,16 +110,20 @@ def _java_version() -> str:
     return (out.stderr or out.stdout).splitlines()[0] if (out.stderr or out.stdout) else "unknown"
 
 
+#: Characters of the table's first column (the longest name, ``scale_100x_floor``, and a space).
+NAME_WIDTH = 18
+
+
 def format_table(results: list[Result]) -> str:
-    header = f"{'benchmark':<16}{'ours s':>10}{'baseline s':>12}{'ratio':>9}  {'kind':<8}{'target':<8}{'met':<5}{'rows':>11}"
+    header = f"{'benchmark':<{NAME_WIDTH}}{'ours s':>10}{'baseline s':>12}{'ratio':>9}  {'kind':<8}{'target':<8}{'met':<5}{'rows':>11}"
     lines = [header, "-" * len(header)]
     for r in results:
         if r.skipped:
-            lines.append(f"{r.name:<16}{'skipped: ' + r.skipped}")
+            lines.append(f"{r.name:<{NAME_WIDTH}}{'skipped: ' + r.skipped}")
             continue
         met = "" if r.met is None else ("yes" if r.met else "NO")
         rows = "" if r.rows is None else f"{r.rows:,}"
-        lines.append(f"{r.name:<16}{r.ours_s:>10.3f}{r.baseline_s:>12.3f}{r.ratio:>8.2f}x  {r.ratio_kind:<8}"
+        lines.append(f"{r.name:<{NAME_WIDTH}}{r.ours_s:>10.3f}{r.baseline_s:>12.3f}{r.ratio:>8.2f}x  {r.ratio_kind:<8}"
                      f"{r.target or '':<8}{met:<5}{rows:>11}")
     lines.append("")
     for r in results:

@@ -84,8 +84,9 @@ _RATIOS = (
        "NULL while confirmed is 0", nullable=True),
     _c("days_since_100_cases", "integer", "Days since the first day with 100 or more confirmed cases (0 on it); NULL "
        "before it", nullable=True),
-    _c("negative_daily_count", "boolean", "True when a daily count (new cases, deaths or recovered) of that day is "
-       "negative: a downward revision by the source, kept as reported"),
+    _c("downward_revision", "boolean", "True when the source revised a count down that day: a daily count is "
+       "negative or a cumulative count (confirmed, deaths, recovered) is lower than the day before; counts are kept "
+       "as reported"),
 )
 _REGIONS = (
     _c("who_region", "text", "WHO region", nullable=True),

@@ -28,10 +28,12 @@ BASE_CONF: Mapping[str, str] = {
 
 #: For a local driver, whose JVM lives only as long as one run: no web UI, and a JIT that compiles cheaply (C1 only)
 #: with a single-threaded collector. On two cores this halves the CPU time of a run, so a run shares the machine
-#: better (measured by ``covid-etl bench``).
+#: better (measured by ``covid-etl bench``). C1 alone makes the JVM size its code cache as a client VM's, 48 MB:
+#: a run's hundreds of generated Spark classes filled it ("Out of space in CodeCache for adapters", a failed
+#: step), so the cache gets the tiered JVM's 240 MB.
 LOCAL_CONF: Mapping[str, str] = {
     "spark.ui.enabled": "false",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC",
 }
 
 #: Keys whose values are never logged (Spark's own ``spark.redaction.regex`` default).

@@ -12,9 +12,10 @@ the dashboard and SQL users see the same numbers:
 - ``case_fatality_ratio``: deaths / confirmed (a ratio, 0-1, not a percentage), NULL while confirmed is 0.
 - ``days_since_100_cases``: days since the first date with at least 100 confirmed cases (0 on that date); NULL
   before it. Counting goes on if a later revision takes confirmed back under 100.
-- ``negative_daily_count``: true when a daily count of that day is negative (a cumulative count revised down by
-  the source); the counts are kept as reported, this flag makes them visible. Covers new cases, deaths and
-  recovered, those of them the table has.
+- ``downward_revision``: true when the source revised a count down that day: a daily count (new cases, deaths,
+  recovered) is negative, or a cumulative count (confirmed, deaths, recovered) is lower than the day before (JHU's
+  daily columns are clipped at 0, so a revision of confirmed cases shows only there). Counts are kept as reported;
+  this flag makes the revisions visible. It covers the columns the table has.
 
 Dates of an entity are days; a gap in them is not filled (a 7-day window over a gap has fewer than 7 values, so
 its mean is NULL).
@@ -31,8 +32,10 @@ from pyspark.sql import functions as F
 
 #: Daily counts averaged over 7 days.
 DAILY_COUNTS = ("new_cases", "new_deaths")
-#: Daily counts whose negative values ``negative_daily_count`` flags (those the table has).
-FLAGGED_COUNTS = ("new_cases", "new_deaths", "new_recovered")
+#: Daily counts whose negative values ``downward_revision`` flags, and cumulative counts whose decreases it flags
+#: (those the table has).
+FLAGGED_DAILY = ("new_cases", "new_deaths", "new_recovered")
+FLAGGED_CUMULATIVE = ("confirmed", "deaths", "recovered")
 #: Days in the rolling window.
 WINDOW_DAYS = 7
 #: Confirmed cases that start ``days_since_100_cases``.
@@ -52,7 +55,7 @@ def per_capita_columns() -> list[str]:
 
 
 def ratio_columns() -> list[str]:
-    return ["case_fatality_ratio", "days_since_100_cases", "negative_daily_count"]
+    return ["case_fatality_ratio", "days_since_100_cases", "downward_revision"]
 
 
 def _day_number(date: str) -> Column:
@@ -75,7 +78,10 @@ def with_measures(df: DataFrame, entity: Sequence[str], *, per_capita: bool) -> 
     :func:`rolling_columns`, :func:`per_capita_columns` (when ``per_capita``), :func:`ratio_columns`."""
     days = Window.partitionBy(*entity).orderBy(_day_number("date")).rangeBetween(-(WINDOW_DAYS - 1), 0)
     everything = Window.partitionBy(*entity)
-    flagged = [c for c in FLAGGED_COUNTS if c in df.columns]
+    ordered = Window.partitionBy(*entity).orderBy("date")
+    yesterday = F.lag(_day_number("date")).over(ordered) == _day_number("date") - 1
+    revised = [F.col(c) < 0 for c in FLAGGED_DAILY if c in df.columns] + [
+        yesterday & (F.col(c) < F.lag(c).over(ordered)) for c in FLAGGED_CUMULATIVE if c in df.columns]
     rolling = {f"{c}_7d_avg": F.when(F.count(c).over(days) == WINDOW_DAYS, F.avg(c).over(days))
                for c in DAILY_COUNTS}
     first_100 = F.min(F.when(F.col("confirmed") >= CASES_THRESHOLD, F.col("date"))).over(everything)
@@ -83,7 +89,7 @@ def with_measures(df: DataFrame, entity: Sequence[str], *, per_capita: bool) -> 
     ratios = {
         "case_fatality_ratio": F.when(F.col("confirmed") > 0, F.col("deaths") / F.col("confirmed")),
         "days_since_100_cases": F.when(since >= 0, since),
-        "negative_daily_count": F.coalesce(reduce(or_, [F.col(c) < 0 for c in flagged]), F.lit(False)),
+        "downward_revision": F.coalesce(reduce(or_, [F.coalesce(r, F.lit(False)) for r in revised]), F.lit(False)),
     }
     out = df.withColumns(rolling)
     if per_capita:

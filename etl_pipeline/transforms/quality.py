@@ -209,20 +209,21 @@ def measures_differing(table: DataFrame, entity: Sequence[str], *, population: D
 
     Independent: equi-joins and group-bys instead of the window functions that built the table. A day's value
     is spread over the 7 days whose window holds it and summed there; yesterday is the day shifted by one;
-    the 100th-case date is a grouped minimum; the population comes from ``population``
+    the 100th-case date is a grouped minimum; a downward revision compares with yesterday's row; the population comes from ``population``
     (``country_region``, ``population``: the silver countries) when given, and is compared too. ``derive_new``
     recomputes ``new_cases``/``new_deaths`` from the cumulative counts (the location table) and compares them.
     Values are equal when both are NULL or they differ by at most ``MEASURE_TOLERANCE`` relatively.
     """
     keys = [*entity, "date"]
-    flagged = [c for c in ("new_cases", "new_deaths", "new_recovered") if c in table.columns]
-    base = table.select(*keys, "confirmed", "deaths", *(c for c in flagged if not derive_new))
+    daily_flagged = [c for c in ("new_cases", "new_deaths", "new_recovered") if c in table.columns]
+    cumulative = [c for c in ("confirmed", "deaths", "recovered") if c in table.columns]
+    base = table.select(*keys, *cumulative, *(c for c in daily_flagged if not derive_new))
+    yesterday = base.select(*entity, F.date_add("date", 1).alias("date"),
+                            *(F.col(c).alias(f"_yesterday_{c}") for c in cumulative))
+    base = base.join(yesterday, keys, "left")
     if derive_new:
-        yesterday = base.select(*entity, F.date_add("date", 1).alias("date"), F.col("confirmed").alias("_c"),
-                                F.col("deaths").alias("_d"))
-        base = base.join(yesterday, keys, "left").select(
-            *keys, "confirmed", "deaths", (F.col("confirmed") - F.col("_c")).alias("new_cases"),
-            (F.col("deaths") - F.col("_d")).alias("new_deaths"))
+        base = base.withColumns({"new_cases": F.col("confirmed") - F.col("_yesterday_confirmed"),
+                                 "new_deaths": F.col("deaths") - F.col("_yesterday_deaths")})
     daily = ["new_cases", "new_deaths"]
     spread = base.select(*entity, F.explode(F.sequence(F.col("date"), F.date_add("date", 6))).alias("date"),
                          *(F.col(c).alias(f"_{c}") for c in daily))
@@ -244,9 +245,11 @@ def measures_differing(table: DataFrame, entity: Sequence[str], *, population: D
                                                         value * factor / F.col("population"))
     days_since = F.datediff("date", "_first_100")
     columns |= {
-        "case_fatality_ratio": F.when(F.col("confirmed") != 0, F.col("deaths") / F.col("confirmed")),
+        "case_fatality_ratio": F.when(F.col("confirmed") > 0, F.col("deaths") / F.col("confirmed")),
         "days_since_100_cases": F.when(F.col("date") >= F.col("_first_100"), days_since),
-        "negative_daily_count": F.greatest(*(F.coalesce(F.col(c) < 0, F.lit(False)) for c in flagged)),
+        "downward_revision": F.greatest(
+            *(F.coalesce(F.col(c) < 0, F.lit(False)) for c in daily_flagged),
+            *(F.coalesce(F.col(c) < F.col(f"_yesterday_{c}"), F.lit(False)) for c in cumulative)),
     }
     recomputed = expected.select(*keys, *(v.cast("double").alias(f"_expected_{k}") for k, v in columns.items()))
     compared = table.select(*keys, *(F.col(k).cast("double").alias(f"_value_{k}") for k in columns))

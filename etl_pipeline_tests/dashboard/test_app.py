@@ -311,7 +311,8 @@ def test_downloads_hold_exactly_what_is_shown(app: Dash, sources):
 
     name, frame = _download(app, "trend-download")
     assert name == "trend_cases_daily_per_million_linear_date.csv"
-    assert list(frame.columns) == ["country_region", "date", "days_since_100_cases", "value", "daily"]
+    assert list(frame.columns) == ["country_region", "date", "days_since_100_cases", "new_cases_7d_avg_per_million",
+                                   "new_cases_per_million"]
     assert len(frame) == 2 * 188 and set(frame["country_region"]) == {"Italy", "Vietnam"}
 
     shown = [{"country_region": "Italy", "confirmed": 207_428}, {"country_region": "Spain", "confirmed": 215_216}]

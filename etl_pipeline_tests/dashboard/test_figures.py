@@ -84,8 +84,8 @@ COUNTRIES_ON_DAY = pd.DataFrame({
     "latitude": [40.0, 14.06, 1.0, 19.86],
     "longitude": [-100.0, 108.28, 2.0, 102.5],
     "population": [331_198_130, 97_338_579, None, 7_275_560],
-    "confirmed": [4_290_259, 416, 3, 0],
-    "deaths": [148_011, 0, 1, 0],
+    "confirmed": [4_290_259, 416, 300, 0],
+    "deaths": [148_011, 0, 100, 0],
     "confirmed_per_100k": [1295.37, 0.43, None, 0.0],
     "deaths_per_million": [446.9, 0.0, None, 0.0],
     "case_fatality_ratio": [0.0345, 0.0, 1 / 3, None],
@@ -103,17 +103,21 @@ def test_a_country_rate_shows_its_value_unit_and_population():
         ["US", "Americas", 1295.37, 4_290_259, 148_011, "331,198,130"],
         ["Vietnam", "Western Pacific", 0.43, 416, 0, "97,338,579"],
     ]
-    assert list(trace.z) == pytest.approx([math.log10(1 + 1295.37), math.log10(1.43)])
+    assert trace.type == "scattermap"  # one marker per country: a rate does not add up with its neighbours'
+    assert list(trace.marker.color) == pytest.approx([math.log10(1 + 1295.37), math.log10(1.43)])
     assert "Confirmed cases per 100,000 people: %{customdata[2]:,.1f} cases per 100k" in trace.hovertemplate
     assert "Population (worldometer): %{customdata[5]}" in trace.hovertemplate
 
 
 def test_the_case_fatality_ratio_has_a_linear_scale_in_percent():
-    figure = _map(COUNTRIES_ON_DAY, CFR, max_value=0.5)
+    few_cases = COUNTRIES_ON_DAY.assign(confirmed=[4_290_259, 416, 99, 0])
+    figure = _map(few_cases, CFR, max_value=0.5)
     (trace,) = figure.data
-    assert [row[0] for row in trace.customdata.tolist()] == ["US", "Vietnam", "Atlantis"]  # 0 is a value here
-    assert list(trace.z) == pytest.approx([0.0345, 0.0, 1 / 3]) and trace.zmax == 0.5
-    assert trace.colorbar.tickformat == ".2%" and "%{customdata[2]:.2%}" in trace.hovertemplate
+    assert [row[0] for row in trace.customdata.tolist()] == ["US", "Vietnam"]  # 0 is a value; under 100 cases is not
+    assert list(trace.marker.color) == pytest.approx([0.0345, 0.0]) and trace.marker.cmax == 0.5
+    assert trace.marker.colorbar.tickformat == ".2%" and "%{customdata[2]:.2%}" in trace.hovertemplate
+    assert [row[0] for row in _map(COUNTRIES_ON_DAY, CFR, max_value=0.5).data[0].customdata] == [
+        "US", "Vietnam", "Atlantis"]
 
 
 def test_map_rows_are_what_the_download_holds():
@@ -190,9 +194,19 @@ def test_daily_counts_of_one_country_are_bars_with_the_7_day_average():
     figure = trend_figure(trend_rows(TRENDS, view), view)
     assert [(t.type, t.name) for t in figure.data] == [("bar", "Italy, daily"), ("scatter", "Italy, 7-day average")]
     assert list(figure.data[0].y) == [79.1, 77.2, 75.8] and list(figure.data[1].y) == [85.7, 82.5, 80.2]
+    assert list(trend_rows(TRENDS, view).columns) == ["country_region", "date", "days_since_100_cases",
+                                                      "new_cases_7d_avg_per_million", "new_cases_per_million"]
     assert figure.layout.yaxis.type == "log"
     assert figure.layout.yaxis.title.text == "cases per million people per day"
     assert figure.layout.title.text == "Cases per million, daily (7-day average)"
+
+
+def test_on_a_log_axis_values_without_a_logarithm_are_blank():
+    trends = TRENDS.assign(new_cases_7d_avg=[0.0, -1.5, 2.0, 8.1, 7.4, 7.0])
+    view = TrendView(("Italy",), mode="daily", axis="log")
+    assert trend_rows(trends, view)["new_cases_7d_avg"].isna().tolist() == [True, True, False]
+    linear = trend_rows(trends, dataclasses.replace(view, axis="linear"))
+    assert linear["new_cases_7d_avg"].tolist() == [0.0, -1.5, 2.0]
 
 
 def test_aligned_on_the_100th_case_the_days_before_it_are_left_out():
@@ -201,7 +215,7 @@ def test_aligned_on_the_100th_case_the_days_before_it_are_left_out():
     figure = trend_figure(rows, view)
     assert list(figure.data[1].x) == [0, 1] and list(figure.data[0].x) == [37, 38, 39]
     assert figure.layout.xaxis.title.text == "days since the 100th confirmed case"
-    assert list(rows.columns) == ["country_region", "date", "days_since_100_cases", "value"]
+    assert list(rows.columns) == ["country_region", "date", "days_since_100_cases", "confirmed"]
 
 
 def test_continent_figure_lists_continents_smallest_first_for_horizontal_bars():

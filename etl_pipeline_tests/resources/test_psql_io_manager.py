@@ -47,7 +47,7 @@ LOCATION_SCHEMA = pa.schema([
     ("confirmed", pa.int64()), ("deaths", pa.int64()), ("recovered", pa.int64()), ("active", pa.int64()),
     ("new_cases", pa.int64()), ("new_deaths", pa.int64()), ("new_cases_7d_avg", pa.float64()),
     ("new_deaths_7d_avg", pa.float64()), ("case_fatality_ratio", pa.float64()), ("days_since_100_cases", pa.int32()),
-    ("negative_daily_count", pa.bool_()),
+    ("downward_revision", pa.bool_()),
 ])  # fmt: skip
 ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "integer": pa.int32(), "double": pa.float64(),
                "date": pa.date32(), "boolean": pa.bool_()}
@@ -61,7 +61,7 @@ def locations(days: int, first_day: int = 0) -> pa.Table:
          "active": 9 * day, "new_cases": 10 if day else None, "new_deaths": 1 - i if day else None,
          "new_cases_7d_avg": 10.0 if day >= 7 else None, "new_deaths_7d_avg": 1 / 7 if day >= 7 else None,
          "case_fatality_ratio": day / (10 * day + i) if day or i else None,
-         "days_since_100_cases": day - 10 if day >= 10 else None, "negative_daily_count": i > 1 and day > 0}
+         "days_since_100_cases": day - 10 if day >= 10 else None, "downward_revision": i > 1 and day > 0}
         for day in range(first_day, first_day + days)
         for i, (country, province, lat, lon) in enumerate(PLACES)
     ]

@@ -30,12 +30,14 @@ def computed(spark) -> dict[str, list[tuple]]:
     rows = [(day(i), "A", c, d, n, nd, 0, 200_000) for i, (c, d, n, nd) in enumerate(A)]
     rows += [(day(i), "B", 100, 0, 1, 0, 0, None) for i in range(8) if i != 3]  # day 3 missing, no population
     rows += [(day(0), "C", 5, 1, 5, 1, 0, 0)]  # a population of 0
+    # D: confirmed revised down while the reported daily count is clipped at 0, as JHU's is
+    rows += [(day(i), "D", c, 0, n, 0, 0, 1000) for i, (c, n) in enumerate([(10, 0), (9, 0), (12, 3)])]
     frame = measures.with_measures(spark.createDataFrame(rows, SCHEMA), ["country_region"], per_capita=True)
     assert frame.columns[8:] == [*measures.rolling_columns(), *measures.per_capita_columns(),
                                  *measures.ratio_columns()]
     return {country: [tuple(r) for r in frame.where(F.col("country_region") == country).orderBy("date")
                       .select(*frame.columns[8:]).collect()]
-            for country in "ABC"}
+            for country in "ABCD"}
 
 
 def column(rows: list[tuple], name: str) -> list:
@@ -64,13 +66,14 @@ def test_rates_per_capita_need_a_known_population(computed) -> None:
         assert {v for name in measures.per_capita_columns() for v in column(computed[country], name)} == {None}
 
 
-def test_fatality_ratio_days_since_100_cases_and_the_negative_flag(computed) -> None:
+def test_fatality_ratio_days_since_100_cases_and_the_revision_flag(computed) -> None:
     a = computed["A"]
     assert column(a, "case_fatality_ratio") == [None] + [pytest.approx(d / c) for c, d, *_ in A[1:]]
     # 100 reached on day 3; the revision under 100 on day 4 does not restart the count
     assert column(a, "days_since_100_cases") == [None, None, None, 0, 1, 2, 3, 4, 5]
     assert column(computed["B"], "days_since_100_cases") == [0, 1, 2, 4, 5, 6, 7]  # calendar days, over the gap
-    assert column(a, "negative_daily_count") == [False, False, False, False, True, False, False, False, False]
+    assert column(a, "downward_revision") == [False, False, False, False, True, False, False, False, False]
+    assert column(computed["D"], "downward_revision") == [False, True, False]  # 10 -> 9, new cases 0
 
 
 def test_daily_differences_are_null_after_a_missing_day(spark) -> None:
@@ -145,3 +148,19 @@ def test_the_recomputation_names_a_wrong_value_and_a_missing_one(shared) -> None
     ]
     wrong = next(r for r in found if r["measure"] == "confirmed_per_100k")
     assert wrong["value"] == pytest.approx(2 * wrong["expected"])
+
+
+def test_downward_revisions_on_the_shared_data_are_those_of_the_raw_csv(shared, raw) -> None:
+    """A negative daily count or a cumulative count under the day before, straight from the time-series CSV."""
+    series = raw["covid19_time_series"].assign(date=lambda t: pd.to_datetime(t["Date"]).dt.date)
+    series = series.sort_values(["Country/Region", "date"])
+    by_country = series.groupby("Country/Region")
+    decreased = (by_country[["Confirmed", "Deaths", "Recovered"]].diff() < 0).any(axis=1)
+    negative = (series[["New cases", "New deaths", "New recovered"]] < 0).any(axis=1)
+    flagged = series[decreased | negative]
+    expected = set(zip(flagged["Country/Region"], flagged["date"], strict=True))
+
+    found = {(r["country_region"], r["date"]) for r in shared.daily.where("downward_revision").collect()}
+
+    assert found == expected
+    assert len(found) == len(expected) > 113  # more than the negative daily counts alone
