@@ -101,6 +101,49 @@ def end_to_end(pipelines: Pipelines, data_dir: Path, repeat: int,
                     baseline="the same work by a plain pandas script (etl_pipeline/bench/floor.py), child process",
                     ratio_kind="cost")
     first = pipelines.run(data_dir) if warm_up else None
+    against = against_the_floor(pipelines, data_dir, repeat)
+    typical = against.typical
+    result.measured(against.pair, rows=typical.gold_rows(), target=Target("<=", 25))
+    phases = typical.phases()
+    result.details = {"first_run_s": round(first.seconds, 2) if first else None, "phases_of_median_run": phases,
+                      "spark_session_start_s": typical.record["spark_start_s"], **against.details()}
+    result.notes += [*against.notes(), dominating(phases, typical.record["spark_start_s"], against.pair)]
+    if first:
+        result.notes.insert(1, f"first run of the installation (writes the JVM class archive, not counted): "
+                               f"{first.seconds:.1f} s")
+    return result, against.runs
+
+
+@dataclass
+class AgainstTheFloor:
+    """Pipeline runs and pandas-floor runs over the same data, interleaved."""
+
+    pair: Pair
+    runs: list[PipelineRun]
+    floors: list[ChildRun]
+
+    @property
+    def typical(self) -> PipelineRun:
+        return median_run(self.runs)
+
+    def details(self) -> dict[str, object]:
+        floor_rows = sum(json.loads(self.floors[-1].stdout)["rows"].values())
+        return {"cpu_s": {"ours": round(statistics.median(r.child.cpu_seconds for r in self.runs), 2),
+                          "floor": round(statistics.median(f.cpu_seconds for f in self.floors), 2)},
+                "gold_rows": {"ours": self.typical.gold_rows(), "floor": floor_rows},
+                "peak_rss_floor_mb": round(max(f.peak_python_rss for f in self.floors) / MB)}
+
+    def notes(self) -> list[str]:
+        details = self.details()
+        ours, floor = details["gold_rows"]["ours"], details["gold_rows"]["floor"]
+        return [f"gold rows: ours {ours:,}, floor {floor:,}"
+                + ("" if ours == floor else " (DIFFERENT: the floor is not doing the same work)"),
+                f"CPU seconds (all processes): ours {details['cpu_s']['ours']}, floor {details['cpu_s']['floor']}; "
+                f"peak RSS of the floor {details['peak_rss_floor_mb']:,} MB"]
+
+
+def against_the_floor(pipelines: Pipelines, data_dir: Path, repeat: int, label: str = "") -> AgainstTheFloor:
+    """``repeat`` pipeline runs and floor runs over ``data_dir``, alternating (ours first)."""
     runs: list[PipelineRun] = []
     floors: list[ChildRun] = []
 
@@ -109,29 +152,10 @@ def end_to_end(pipelines: Pipelines, data_dir: Path, repeat: int,
         return runs[-1].seconds
 
     def floor() -> float:
-        floors.append(floor_run(pipelines, data_dir))
+        floors.append(floor_run(pipelines, data_dir, label))
         return floors[-1].seconds
 
-    pair = interleaved(ours, floor, repeat)
-    typical = median_run(runs)
-    floor_rows = sum(json.loads(floors[-1].stdout)["rows"].values())
-    result.measured(pair, rows=typical.gold_rows(), target=Target("<=", 25))
-    phases = typical.phases()
-    result.details = {"first_run_s": round(first.seconds, 2) if first else None, "phases_of_median_run": phases,
-                      "spark_session_start_s": typical.record["spark_start_s"],
-                      "cpu_s": {"ours": round(statistics.median(r.child.cpu_seconds for r in runs), 2),
-                                "floor": round(statistics.median(f.cpu_seconds for f in floors), 2)},
-                      "gold_rows": {"ours": typical.gold_rows(), "floor": floor_rows}}
-    result.notes += [
-        f"gold rows: ours {typical.gold_rows():,}, floor {floor_rows:,}"
-        + ("" if typical.gold_rows() == floor_rows else " (DIFFERENT: the floor is not doing the same work)"),
-        f"CPU seconds (all processes): ours {result.details['cpu_s']['ours']}, floor {result.details['cpu_s']['floor']}",
-        dominating(phases, typical.record["spark_start_s"], pair),
-    ]
-    if first:
-        result.notes.insert(1, f"first run of the installation (writes the JVM class archive, not counted): "
-                               f"{first.seconds:.1f} s")
-    return result, runs
+    return AgainstTheFloor(interleaved(ours, floor, repeat), runs, floors)
 
 
 def dominating(phases: dict[str, dict[str, float]], spark_start_s: float | None, pair: Pair) -> str:
@@ -184,33 +208,12 @@ def scale(pipelines: Pipelines, source: Path, factor: int, one_x: list[PipelineR
     data = pipelines.work / f"data_{factor}x"
     shape = scale_dataset(source, data, factor)
     pipelines.progress(f"generated the {factor}x dataset ({shape.locations} x locations, {shape.epochs} x days)")
-    runs: list[PipelineRun] = []
-    floors: list[ChildRun] = []
-
-    def ours() -> float:
-        runs.append(pipelines.run(data))
-        return runs[-1].seconds
-
-    def floor() -> float:
-        floors.append(floor_run(pipelines, data, f" at {factor}x"))
-        return floors[-1].seconds
-
-    pair = interleaved(ours, floor, repeat)
-    typical = median_run(runs)
-    floor_rows = sum(json.loads(floors[-1].stdout)["rows"].values())
-    against_floor.measured(pair, rows=typical.gold_rows(), target=Target("<=", 1.0))
-    floor_peak = round(max(f.peak_python_rss for f in floors) / MB)
-    against_floor.details = {"gold_rows": {"ours": typical.gold_rows(), "floor": floor_rows},
-                             "peak_rss_floor_mb": floor_peak,
-                             "cpu_s": {"ours": round(statistics.median(r.child.cpu_seconds for r in runs), 2),
-                                       "floor": round(statistics.median(f.cpu_seconds for f in floors), 2)}}
-    against_floor.notes += [
-        f"gold rows: ours {typical.gold_rows():,}, floor {floor_rows:,}"
-        + ("" if typical.gold_rows() == floor_rows else " (DIFFERENT: the floor is not doing the same work)"),
-        f"peak RSS of the floor: {floor_peak:,} MB; CPU seconds: ours {against_floor.details['cpu_s']['ours']}, "
-        f"floor {against_floor.details['cpu_s']['floor']}",
-    ]
-    result.measured(Pair(pair.ours, [r.seconds for r in one_x]), rows=typical.gold_rows())
+    against = against_the_floor(pipelines, data, repeat, f" at {factor}x")
+    runs, typical = against.runs, against.typical
+    against_floor.measured(against.pair, rows=typical.gold_rows(), target=Target("<=", 1.0))
+    against_floor.details = against.details()
+    against_floor.notes += against.notes()
+    result.measured(Pair(against.pair.ours, [r.seconds for r in one_x]), rows=typical.gold_rows())
     phases, base = typical.phases(), median_run(one_x).phases()
     peak_python = round(max(r.child.peak_python_rss for r in runs) / MB)
     peak_tree = round(max(r.child.peak_tree_rss for r in runs) / MB)
