@@ -81,7 +81,7 @@ _PER_CAPITA = tuple(
 )
 _RATIOS = (
     _c("case_fatality_ratio", "double", "Case fatality ratio: deaths / confirmed, a ratio 0-1 (not a percentage); "
-       "NULL while confirmed is 0", nullable=True),
+       "NULL unless confirmed > 0", nullable=True),
     _c("days_since_100_cases", "integer", "Days since the first day with 100 or more confirmed cases (0 on it); NULL "
        "before it", nullable=True),
     _c("downward_revision", "boolean", "True when the source revised a count down that day: a daily count is "

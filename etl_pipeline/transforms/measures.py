@@ -1,7 +1,7 @@
 """Epidemiological measures per (date, entity), an entity being a country or a location (country, province).
 
 The measures Our World in Data's COVID-19 explorer leads with (https://ourworldindata.org/covid-cases,
-variables ``new_cases_smoothed``, ``total_cases_per_million``, ``cfr``), computed once here so that the warehouse,
+variables such as ``new_cases_smoothed`` and ``total_cases_per_million``), computed once here so that the warehouse,
 the dashboard and SQL users see the same numbers:
 
 - ``<count>_7d_avg``: the **trailing** 7-day mean of a daily count, over the day and the 6 days before it (OWID
@@ -9,7 +9,7 @@ the dashboard and SQL users see the same numbers:
   counts (downward revisions) are averaged as reported.
 - ``<measure>_per_100k`` and ``<measure>_per_million``: the value times 100,000 (1,000,000) divided by the
   population (worldometer, persons); NULL without a known population.
-- ``case_fatality_ratio``: deaths / confirmed (a ratio, 0-1, not a percentage), NULL while confirmed is 0.
+- ``case_fatality_ratio``: deaths / confirmed (a ratio, 0-1, not a percentage), NULL unless confirmed > 0.
 - ``days_since_100_cases``: days since the first date with at least 100 confirmed cases (0 on that date); NULL
   before it. Counting goes on if a later revision takes confirmed back under 100.
 - ``downward_revision``: true when the source revised a count down that day: a daily count (new cases, deaths,
