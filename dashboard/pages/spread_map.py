@@ -182,8 +182,12 @@ def register_callbacks(app: Dash, context: DashboardContext) -> None:
         rows = warehouse.locations_on(day) if spec.level == "location" else warehouse.countries_on(day)
         return map_rows(rows, spec)
 
+    def day_date(day: int) -> pd.Timestamp:
+        """The date of a slider value (a ``dim_date.day_index``)."""
+        return warehouse.dates().set_index("day_index")["date"][day]
+
     def day_label(day: int) -> str:
-        return long_date(warehouse.dates().set_index("day_index")["date"][day])
+        return long_date(day_date(day))
 
     @app.callback(
         Output("spread-map", "figure"),
@@ -232,7 +236,7 @@ def register_callbacks(app: Dash, context: DashboardContext) -> None:
         prevent_initial_call=True,
     )
     def remember(measure: str, day: int, countries: list[str] | None, *choices: str) -> str:
-        date = f"{warehouse.dates().set_index('day_index')['date'][day]:%Y-%m-%d}"
+        date = f"{day_date(day):%Y-%m-%d}"
         return search_string(SpreadView(measure, date, trend_view(countries, *choices)))
 
     @app.callback(
@@ -249,7 +253,7 @@ def register_callbacks(app: Dash, context: DashboardContext) -> None:
     def download(_map: int, _trend: int, _table: int, day: int, measure: str, countries: list[str] | None,
                  *rest):
         *choices, table_shown = rest
-        date = f"{warehouse.dates().set_index('day_index')['date'][day]:%Y-%m-%d}"
+        date = f"{day_date(day):%Y-%m-%d}"
         trigger = callback_context.triggered_id
         if trigger == "map-download":
             frame, name = shown_on_map(day, measure).rename(columns={"value": measure}), f"map_{measure}_{date}"
