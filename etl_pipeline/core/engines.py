@@ -17,6 +17,8 @@ from etl_pipeline.core.redaction import redact
 
 #: Seconds to wait for a server before giving up (a run must fail fast, not hang).
 CONNECT_TIMEOUT_S = 5
+#: Seconds a SQLite writer waits for another connection's lock before it fails.
+SQLITE_BUSY_TIMEOUT_S = 30
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -28,7 +30,7 @@ def _connect_args(url: sa.URL) -> dict:
     defaults = {
         "mysql": {"connect_timeout": CONNECT_TIMEOUT_S, "local_infile": True, "charset": "utf8mb4"},
         "postgresql": {"connect_timeout": CONNECT_TIMEOUT_S},
-        "sqlite": {"timeout": 30},
+        "sqlite": {"timeout": SQLITE_BUSY_TIMEOUT_S},
     }.get(url.get_backend_name(), {})
     return {name: value for name, value in defaults.items() if name not in url.query}
 

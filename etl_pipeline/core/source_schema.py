@@ -147,3 +147,13 @@ def arrow_schema(table: TableSchema):
     import pyarrow as pa
 
     return pa.schema([pa.field(c.name, getattr(pa, _ARROW_TYPES[c.type])()) for c in table.columns])
+
+
+def frame_of(rows) -> "pd.DataFrame":
+    """A source table's Arrow rows (in :func:`arrow_schema`'s types) as the typed DataFrame the rest of the
+    project reads: text as ``object`` (None for NULL), integers as ``Int64``, floats as ``float64`` (NaN for
+    NULL), dates as ``datetime.date`` objects."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return rows.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from etl_pipeline.core.source_schema import MAX_TEXT_LENGTH, SOURCE_TABLES, TableSchema
@@ -33,9 +34,10 @@ def table_schema(name: str) -> TableSchema:
         raise ValueError(f"{name!r} is not a source table (expected one of {sorted(SOURCE_TABLES)})") from None
 
 
-def in_schema_order(schema: TableSchema, frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame's columns in the schema's order; any other set of columns is refused before a name reaches SQL."""
-    if sorted(map(str, frame.columns)) != sorted(schema.column_names):
-        raise ValueError(f"the columns {list(frame.columns)} are not those of source table {schema.name} "
-                         f"({schema.column_names})")
-    return frame[schema.column_names]
+def in_schema_order(schema: TableSchema, frame: pd.DataFrame | pa.Table) -> pd.DataFrame | pa.Table:
+    """The frame's (or Arrow table's) columns in the schema's order; any other set of columns is refused before a
+    name reaches SQL."""
+    names = frame.column_names if isinstance(frame, pa.Table) else list(map(str, frame.columns))
+    if sorted(names) != sorted(schema.column_names):
+        raise ValueError(f"the columns {names} are not those of source table {schema.name} ({schema.column_names})")
+    return frame.select(schema.column_names) if isinstance(frame, pa.Table) else frame[schema.column_names]

@@ -16,7 +16,9 @@ hashes of the keys; only keys whose hashes collide are compared exactly, in a se
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import io
 import re
 from collections import Counter
@@ -28,9 +30,10 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl_pipeline.core.source_schema import MAX_TEXT_LENGTH, Column, TableSchema, arrow_schema
+from etl_pipeline.core.source_schema import MAX_TEXT_LENGTH, Column, TableSchema, arrow_schema, frame_of
 
 #: How many individual problems an error message lists before summarising the rest.
 MAX_LISTED_PROBLEMS = 20
@@ -79,40 +82,43 @@ class SourceValidationError(ValueError):
 
 @dataclass
 class ValidatedTable:
-    """A validated source file: its row count and its typed rows, chunk by chunk (in memory or spilled)."""
+    """A validated source file: its row count and its typed rows, chunk by chunk (in memory or spilled), as Arrow
+    tables in :func:`~etl_pipeline.core.source_schema.arrow_schema`'s types."""
 
     schema: TableSchema
     rows: int = 0
-    _memory: list[pd.DataFrame] = field(default_factory=list)
+    _memory: list[pa.Table] = field(default_factory=list)
     _spill: Path | None = None
 
-    def chunks(self) -> Iterator[pd.DataFrame]:
+    def batches(self) -> Iterator[pa.Table]:
         """The typed rows in file order, at most ``CHUNK_ROWS`` at a time."""
         if self._spill is None:
             yield from self._memory
             return
-        integers = {pa.int64(): pd.Int64Dtype()}
         for batch in pq.ParquetFile(self._spill).iter_batches(batch_size=CHUNK_ROWS):
-            yield batch.to_pandas(types_mapper=integers.get)
+            yield pa.Table.from_batches([batch])
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """:meth:`batches` as DataFrames (:func:`~etl_pipeline.core.source_schema.frame_of`)."""
+        return map(frame_of, self.batches())
 
     def frame(self) -> pd.DataFrame:
         """Every row in one DataFrame (for files known to be small)."""
-        chunks = list(self.chunks())
-        return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+        return frame_of(pa.concat_tables([arrow_schema(self.schema).empty_table(), *self.batches()]))
 
-    def _add(self, chunk: pd.DataFrame, spill_dir: Path | None) -> None:
-        self.rows += len(chunk)
+    def _add(self, batch: pa.Table, spill_dir: Path | None) -> None:
+        self.rows += batch.num_rows
         if self._spill is None and (spill_dir is None or self.rows <= MEMORY_ROWS):
-            self._memory.append(chunk)
+            self._memory.append(batch)
             return
         if self._spill is None:
             self._spill = spill_dir / f"{self.schema.name}.parquet"
             self._writer = pq.ParquetWriter(self._spill, arrow_schema(self.schema))
-            pending, self._memory = [*self._memory, chunk], []
+            pending, self._memory = [*self._memory, batch], []
         else:
-            pending = [chunk]
-        for frame in pending:
-            self._writer.write_table(pa.Table.from_pandas(frame, schema=arrow_schema(self.schema), preserve_index=False))
+            pending = [batch]
+        for table in pending:
+            self._writer.write_table(table)
 
     def _close(self) -> None:
         if self._spill is not None:
@@ -174,13 +180,13 @@ def validate_stream(schema: TableSchema, opener: Opener, *, file_name: str,
     hashes: list[np.ndarray] = []
     keys = list(schema.primary_key)
     try:
-        with opener() as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape",
-                                                  newline="") as text:
+        with _cyclic_gc_paused(), opener() as binary, io.TextIOWrapper(binary, encoding="utf-8-sig",
+                                                                       errors="surrogateescape", newline="") as text:
             # skipinitialspace: a space before an opening quote (` "Korea, South"`) must not split the quoted field
             for chunk in _raw_chunks(schema, csv.reader(text, skipinitialspace=True), shape, problems):
                 typed = _typed(schema, chunk, problems)
-                if not problems:
-                    hashes.append(pd.util.hash_pandas_object(typed[keys], index=False).to_numpy())
+                if typed is not None:
+                    hashes.append(pd.util.hash_pandas_object(typed.select(keys).to_pandas(), index=False).to_numpy())
                     table._add(typed, spill_dir)
     finally:
         table._close()
@@ -194,6 +200,20 @@ def validate_stream(schema: TableSchema, opener: Opener, *, file_name: str,
     return table
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused: a chunk is ``CHUNK_ROWS`` lists of strings held at once, which
+    the collector would walk again and again as they are made (a fifth of the validation time at 100x); they
+    hold no reference cycles, so reference counting frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _blank(row: list[str]) -> bool:
     return not "".join(row).strip()
 
@@ -204,9 +224,9 @@ def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Proble
 
     Raises at once for a missing or bad header. A row with the wrong number of fields goes to ``shape``, and
     from then on rows are only counted. A field that is not UTF-8 goes to ``problems``. Blank rows at the end
-    of the file are ignored.
+    of the file are ignored. The loop over rows only collects them: the checks run on a whole chunk at a time.
     """
-    header_row, number, blank = None, 0, []
+    header_row, number, rows = None, 0, []  # number: data rows before ``rows``
     try:
         header_row = next(reader, None)
         if header_row is None or (_blank(header_row) and all(_blank(row) for row in reader)):
@@ -215,40 +235,65 @@ def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Proble
         _check_header(schema, header, shape)
         if shape:
             raise SourceValidationError(shape.found)
-        width, rows = len(header), []
+        append = rows.append
         for row in reader:
-            text = "".join(row)
-            if not text.strip():
-                blank.append(row)  # harmless at the end of the file; checked like any row before another one
-                continue
-            if not text.isascii() and _NOT_UTF8.search(text):  # isascii first: almost every row is ASCII
-                _report_not_utf8(header, number + len(blank) + 1, row, problems)
-            for pending in [*blank, row]:
-                number += 1
-                if len(pending) != width:
-                    missing = header[len(pending)] if len(pending) < width else None  # the first column without a value
-                    shape.add(number, missing, ",".join(pending), f"has {len(pending)} field(s), expected {width}")
-                rows.append(pending)
-            blank = []
+            append(row)
             if len(rows) >= CHUNK_ROWS:
-                if not shape:  # once a row has the wrong number of fields, only such problems are looked for
-                    yield _frame(rows, header, number)
-                rows = []
+                ready = _without_trailing_blanks(rows)  # blank rows wait: they are harmless if the file ends there
+                rows = rows[len(ready):]
+                append = rows.append
+                if ready:
+                    _check_rows(header, ready, number + 1, shape, problems)
+                    number += len(ready)
+                    if not shape:  # once a row has the wrong number of fields, only such problems are looked for
+                        yield _frame(ready, header, number)
     except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
-        row = number + len(blank) + 1 if header_row is not None else None
+        row = number + len(rows) + 1 if header_row is not None else None
         raise SourceValidationError([Problem(shape.file_name, row, None, None, f"unreadable CSV: {exc}")]) from None
+    ready = _without_trailing_blanks(rows)
+    if ready:
+        _check_rows(header, ready, number + 1, shape, problems)
+        number += len(ready)
     if number == 0:
         raise SourceValidationError([Problem(shape.file_name, None, None, None, "file has a header but no data rows")])
-    if rows and not shape:
-        yield _frame(rows, header, number)
+    if ready and not shape:
+        yield _frame(ready, header, number)
 
 
-def _report_not_utf8(header: list[str], number: int, row: list[str], problems: _Problems) -> None:
-    """Each field of data row ``number`` holding bytes that are not UTF-8, shown with U+FFFD for those bytes."""
+def _without_trailing_blanks(rows: list[list[str]]) -> list[list[str]]:
+    end = len(rows)
+    while end and _blank(rows[end - 1]):
+        end -= 1
+    return rows[:end]
+
+
+def _check_rows(header: list[str], rows: list[list[str]], first: int, shape: _Problems, problems: _Problems) -> None:
+    """Each row of ``rows`` (data rows ``first``, ``first`` + 1, ...) with the wrong number of fields goes to
+    ``shape``; each field that is not UTF-8 to ``problems``, and is replaced in its row by how it is shown."""
+    width = len(header)
+    widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    for position in np.flatnonzero(widths != width):
+        row = rows[position]
+        missing = header[len(row)] if len(row) < width else None  # the first column without a value
+        shape.add(first + position, missing, ",".join(row), f"has {len(row)} field(s), expected {width}")
+    text = "".join(map("".join, rows))
+    if text.isascii() or not _NOT_UTF8.search(text):  # almost every chunk is ASCII
+        return
+    for position, row in enumerate(rows):
+        if _NOT_UTF8.search("".join(row)):
+            rows[position] = _report_not_utf8(header, first + position, row, problems)
+
+
+def _report_not_utf8(header: list[str], number: int, row: list[str], problems: _Problems) -> list[str]:
+    """Each field of data row ``number`` holding bytes that are not UTF-8, shown with U+FFFD for those bytes.
+    Returns the row as shown (the file is refused anyway; its other values are still checked)."""
+    shown_row = []
     for name, value in zip(header, row):
         if _NOT_UTF8.search(value):
-            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            problems.add_limited(pd.Series([shown], index=[number - 1]), name, NOT_UTF8_REASON, count_more=True)
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            problems.add_limited(pd.Series([value], index=[number - 1]), name, NOT_UTF8_REASON, count_more=True)
+        shown_row.append(value)
+    return shown_row + row[len(header):]
 
 
 def _frame(rows: list[list[str]], header: list[str], last: int) -> pd.DataFrame:
@@ -258,33 +303,33 @@ def _frame(rows: list[list[str]], header: list[str], last: int) -> pd.DataFrame:
     return frame
 
 
-def _typed(schema: TableSchema, raw: pd.DataFrame, problems: _Problems) -> pd.DataFrame:
-    """The chunk with typed columns. A conversion that raises is reported as a problem of the first row whose
-    value makes it raise (the chunk is then refused anyway, so that column's values are left as text)."""
-    typed = {}
+def _typed(schema: TableSchema, raw: pd.DataFrame, problems: _Problems) -> pa.Table | None:
+    """The chunk with typed columns; None when the file has a problem so far (it is refused: the other values
+    are still checked). A conversion that raises is reported as a problem of the first row whose value makes it
+    raise."""
+    typed = []
     for column in schema.columns:
-        values = raw[column.header].str.strip()
+        values = pc.utf8_trim_whitespace(pa.array(raw[column.header].to_numpy(), pa.string()))
         try:
-            typed[column.name] = _convert(schema, column, values, problems)
+            typed.append(_convert(schema, column, values, raw.index, problems))
         except Exception as exc:  # noqa: BLE001 - named with row, column and value below, never a bare message
             row = _first_failing_row(schema, column, values)
-            problems.add(row + 1, column.header, values.loc[row], f"cannot be read as {column.type}: "
+            problems.add(raw.index[row] + 1, column.header, values[row].as_py(), f"cannot be read as {column.type}: "
                          f"{type(exc).__name__}: {exc}")
-            typed[column.name] = values
-    return pd.DataFrame(typed)[schema.column_names]
+    return None if problems else pa.Table.from_arrays(typed, schema=arrow_schema(schema))
 
 
-def _first_failing_row(schema: TableSchema, column: Column, values: pd.Series) -> int:
-    """Index of the first value whose conversion raises (bisection over ``values``, which as a whole raises)."""
+def _first_failing_row(schema: TableSchema, column: Column, values: pa.Array) -> int:
+    """Position of the first value whose conversion raises (bisection over ``values``, which as a whole raises)."""
     low, high = 0, len(values)  # the first failing value is in values[low:high]
     while high - low > 1:
         middle = (low + high) // 2
         try:
-            _convert(schema, column, values.iloc[low:middle], _Problems(""))
+            _convert(schema, column, values.slice(low, middle - low), pd.RangeIndex(middle - low), _Problems(""))
             low = middle
         except Exception:  # noqa: BLE001 - any exception: the value is in this half
             high = middle
-    return values.index[low]
+    return low
 
 
 def _check_header(schema: TableSchema, header: list[str], problems: _Problems) -> None:
@@ -302,43 +347,63 @@ def _check_header(schema: TableSchema, header: list[str], problems: _Problems) -
         seen.add(name)
 
 
-def _convert(schema: TableSchema, column: Column, values: pd.Series, problems: _Problems) -> pd.Series:
-    empty = values == ""
+def _convert(schema: TableSchema, column: Column, values: pa.Array, index: pd.Index,
+             problems: _Problems) -> pa.Array:
+    """One column of stripped text (``values``, data rows ``index`` + 1) as its typed Arrow array.
+
+    Arrow compute kernels do the per-value work. Floats and dates are parsed by pandas, as before, once per
+    distinct text: a column repeats few of them (dates, coordinates), and pandas' rules stay the contract.
+    """
+    empty = _mask(pc.equal(values, ""))
     if empty.any() and not column.nullable and column.name not in schema.empty_is_blank:
-        problems.add_limited(values[empty], column.header, "a value is required", count_more=False)
+        problems.add_limited(_at(values, empty, index), column.header, "a value is required", count_more=False)
     if column.type == "str":
-        too_long = values.str.len() > MAX_TEXT_LENGTH
-        _report(values, too_long, column, f"is longer than {MAX_TEXT_LENGTH} characters", problems)
-        return values.where(~empty, None) if column.nullable else values
+        too_long = _mask(pc.greater(pc.utf8_length(values), MAX_TEXT_LENGTH))
+        _report(values, too_long, index, column, f"is longer than {MAX_TEXT_LENGTH} characters", problems)
+        return pc.if_else(pa.array(empty), None, values) if column.nullable else values
     if column.type == "int":
-        bad = ~values.str.fullmatch(r"[+-]?\d+") & ~empty
-        _report(values, bad, column, "is not an integer", problems)
-        long = values[~bad & ~empty & (values.str.len() > 18)]  # shorter ones always fit: no int() for them
-        too_large = pd.Series(values.index.isin(long.index[[not INT64_MIN <= int(v) <= INT64_MAX for v in long]]),
-                              index=values.index)
-        _report(values, too_large, column, f"does not fit in a 64-bit integer ({INT64_MIN} .. {INT64_MAX})",
+        bad = ~_mask(pc.match_substring_regex(values, r"^[+-]?[0-9]+$")) & ~empty
+        _report(values, bad, index, column, "is not an integer", problems)
+        long = np.flatnonzero(~bad & ~empty & _mask(pc.greater(pc.utf8_length(values), 18)))  # shorter ones fit
+        too_large = np.zeros(len(values), dtype=bool)
+        too_large[long[[not INT64_MIN <= int(v) <= INT64_MAX for v in values.take(long).to_pylist()]]] = True
+        _report(values, too_large, index, column, f"does not fit in a 64-bit integer ({INT64_MIN} .. {INT64_MAX})",
                 problems)
-        present = (~bad & ~empty & ~too_large).to_numpy()
+        present = ~bad & ~empty & ~too_large
         data = np.zeros(len(values), dtype=np.int64)
-        data[present] = values.to_numpy()[present].astype(np.int64)  # int() of each, in C
-        return pd.Series(pd.arrays.IntegerArray(data, ~present), index=values.index)
+        digits = pc.replace_substring_regex(values.filter(pa.array(present)), r"^\+", "")
+        data[present] = pc.cast(digits, pa.int64()).to_numpy()
+        return pa.array(data, pa.int64(), mask=~present)
+    distinct = pc.unique(values)
+    positions = pc.index_in(values, distinct).to_numpy()
+    text = pd.Series(distinct.to_numpy(zero_copy_only=False), dtype=object)
     if column.type == "float":
-        converted = pd.to_numeric(values.where(~empty, None), errors="coerce").astype("float64")
-        bad = converted.isna() & ~empty
-        _report(values, bad, column, "is not a number", problems)
+        converted = pd.to_numeric(text.where(text != "", None), errors="coerce").astype("float64").to_numpy()[positions]
+        _report(values, np.isnan(converted) & ~empty, index, column, "is not a number", problems)
         # An infinite ratio (e.g. deaths per 100 recovered with nobody recovered) is undefined: NULL.
-        return converted.replace([np.inf, -np.inf], np.nan)
+        converted[np.isinf(converted)] = np.nan
+        return pa.array(converted, pa.float64(), from_pandas=True)
     if column.type == "date":
-        converted = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
-        bad = converted.isna() & ~empty
-        _report(values, bad, column, "is not a valid date (YYYY-MM-DD)", problems)
-        return converted.dt.date
+        days = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce").to_numpy("datetime64[D]")[positions]
+        _report(values, np.isnat(days) & ~empty, index, column, "is not a valid date (YYYY-MM-DD)", problems)
+        return pa.array(days, pa.date32(), from_pandas=True)
     raise AssertionError(column.type)
 
 
-def _report(values: pd.Series, bad: pd.Series, column: Column, reason: str, problems: _Problems) -> None:
+def _mask(flags: pa.Array) -> np.ndarray:
+    return flags.to_numpy(zero_copy_only=False)
+
+
+def _at(values: pa.Array, mask: np.ndarray, index: pd.Index) -> pd.Series:
+    """The values where ``mask`` holds, indexed by data row - 1."""
+    where = np.flatnonzero(mask)
+    return pd.Series(values.take(where).to_pylist(), index=index[where], dtype=object)
+
+
+def _report(values: pa.Array, bad: np.ndarray, index: pd.Index, column: Column, reason: str,
+            problems: _Problems) -> None:
     if bad.any():
-        problems.add_limited(values[bad], column.header, reason, count_more=True)
+        problems.add_limited(_at(values, bad, index), column.header, reason, count_more=True)
 
 
 def _check_keys(schema: TableSchema, table: ValidatedTable, hashes: np.ndarray, problems: _Problems) -> None:

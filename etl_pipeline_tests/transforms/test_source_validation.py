@@ -245,6 +245,30 @@ def test_every_shared_file_parses_to_what_plain_pandas_reads(table: str, data_di
     pd.testing.assert_frame_equal(read_source_csv(SOURCE_TABLES[table], path), csv_frame(table, path))
 
 
+@pytest.mark.parametrize("table", ["covid19_cases_position", "covid19_time_series"])
+def test_a_file_of_many_chunks_spilled_to_parquet_parses_to_what_plain_pandas_reads(
+    table: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small chunks and an early spill, so a chunk's rows keep their own values and numbers past the first."""
+    monkeypatch.setattr(source_validation, "CHUNK_ROWS", 997)
+    monkeypatch.setattr(source_validation, "MEMORY_ROWS", 2_500)
+    schema = SOURCE_TABLES[table]
+    validated = source_validation.validate_source_files([schema], data_dir, spill_dir=tmp_path)[table]
+    assert (tmp_path / f"{table}.parquet").is_file()
+    assert [len(chunk) for chunk in validated.chunks()][:2] == [997, 997]
+    pd.testing.assert_frame_equal(validated.frame(), csv_frame(table, data_dir / schema.file_name))
+
+
+def test_a_bad_value_past_the_first_chunk_is_named_by_its_own_row(
+    small_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(source_validation, "CHUNK_ROWS", 7)
+    edited = set_cell("Deaths", 23, "x")(set_cell("Lat", 16, "north")(small_files["covid19_cases_position"]))
+    with pytest.raises(SourceValidationError) as caught:
+        parse("covid19_cases_position", edited)
+    assert [(p.row, p.column, p.value) for p in caught.value.problems] == [(16, "Lat", "north"), (23, "Deaths", "x")]
+
+
 def test_types_of_the_parsed_frame(small_files: dict[str, bytes]) -> None:
     frame = parse("covid19_cases_position", small_files["covid19_cases_position"])
     assert frame.dtypes.astype(str).to_dict() == {
@@ -394,10 +418,10 @@ def test_a_conversion_that_raises_is_named_by_row_column_and_value_and_the_other
     is reported with the first row whose value raises it, and every other problem of every file still is."""
     convert = source_validation._convert
 
-    def fragile(schema, column, values, problems):
-        if column.name == "deaths" and (values == "13").any():
+    def fragile(schema, column, values, index, problems):
+        if column.name == "deaths" and "13" in values.to_pylist():
             raise OverflowError("simulated")
-        return convert(schema, column, values, problems)
+        return convert(schema, column, values, index, problems)
 
     monkeypatch.setattr(source_validation, "_convert", fragile)
     series = set_cell("Deaths", (4, 9), "13")(small_files["covid19_time_series"])
