@@ -207,36 +207,61 @@ def measures_differing(table: DataFrame, entity: Sequence[str], *, population: D
     computation: one row per (row, measure) with the ``entity`` columns, ``date``, ``measure``, ``value`` and
     ``expected`` (as doubles). Count per measure with ``findings_by(..., "measure")``.
 
-    Independent: equi-joins and group-bys instead of the window functions that built the table. A day's value
-    is spread over the 7 days whose window holds it and summed there; yesterday is the day shifted by one;
-    the 100th-case date is a grouped minimum; a downward revision compares with yesterday's row; the population comes from ``population``
-    (``country_region``, ``population``: the silver countries) when given, and is compared too. ``derive_new``
-    recomputes ``new_cases``/``new_deaths`` from the cumulative counts (the location table) and compares them.
+    Independent: one group-by instead of the window functions that built the table. Each row is copied onto
+    the 7 days after it (``_offset`` 1..7) and its own day (0), and every (entity, day) gathers what it needs
+    from the copies: yesterday's cumulative counts (offset 1), the daily counts of the 7 days of its window
+    (offsets 0..6) and, where ``new_*`` are differences of the cumulative counts (``derive_new``, the location
+    table), the counts a week earlier (offset 7), since those 7 differences add up to ``count(t) - count(t-7)``
+    when all 8 days are there. The 100th-case date is a grouped minimum; the population comes from
+    ``population`` (``country_region``, ``population``: the silver countries) when given, and is compared
+    too; ``derive_new`` also compares ``new_cases``/``new_deaths`` with the cumulative counts' differences.
     Values are equal when both are NULL or they differ by at most ``MEASURE_TOLERANCE`` relatively.
     """
     keys = [*entity, "date"]
-    daily_flagged = [c for c in ("new_cases", "new_deaths", "new_recovered") if c in table.columns]
-    cumulative = [c for c in ("confirmed", "deaths", "recovered") if c in table.columns]
-    base = table.select(*keys, *cumulative, *(c for c in daily_flagged if not derive_new))
-    yesterday = base.select(*entity, F.date_add("date", 1).alias("date"),
-                            *(F.col(c).alias(f"_yesterday_{c}") for c in cumulative))
-    base = base.join(yesterday, keys, "left")
-    if derive_new:
-        base = base.withColumns({"new_cases": F.col("confirmed") - F.col("_yesterday_confirmed"),
-                                 "new_deaths": F.col("deaths") - F.col("_yesterday_deaths")})
     daily = ["new_cases", "new_deaths"]
-    spread = base.select(*entity, F.explode(F.sequence(F.col("date"), F.date_add("date", 6))).alias("date"),
-                         *(F.col(c).alias(f"_{c}") for c in daily))
-    week = spread.groupBy(*keys).agg(*(F.sum(f"_{c}").alias(f"_{c}_sum") for c in daily),
-                                     *(F.count(f"_{c}").alias(f"_{c}_days") for c in daily))
-    first_100 = base.where(F.col("confirmed") >= 100).groupBy(*entity).agg(F.min("date").alias("_first_100"))
-    expected = base.join(week, keys, "left").join(first_100, list(entity), "left")
+    cumulative = [c for c in ("confirmed", "deaths", "recovered") if c in table.columns]
+    flagged_daily = [c for c in ("new_cases", "new_deaths", "new_recovered") if c in table.columns]
+    given_daily = [] if derive_new else flagged_daily
+    compared = [*(f"{c}_7d_avg" for c in daily), *(daily if derive_new else [])]
+    if population is not None:
+        compared += ["population", *(f"{m}_{suffix}" for m in ("confirmed", "deaths", *daily, *compared[:2])
+                                     for suffix in ("per_100k", "per_million"))]
+    compared += ["case_fatality_ratio", "days_since_100_cases", "downward_revision"]
+
+    offset = F.col("_offset")
+    copies = (table.select(*entity, "date", *cumulative, *given_daily,
+                           *(F.col(k).alias(f"_value_{k}") for k in compared),
+                           F.explode(F.sequence(F.lit(0), F.lit(7))).alias("_offset"))
+              .withColumn("date", F.date_add("date", offset)))
+
+    def at(days_before: int, column: str) -> Column:
+        return F.max(F.when(offset == days_before, F.col(column)))
+
+    counts = dict(zip(daily, ("confirmed", "deaths")))  # what each daily count is the difference of
+    agg = {"_rows_today": F.count(F.when(offset == 0, 1))}
+    agg |= {c: at(0, c) for c in [*cumulative, *given_daily, *(f"_value_{k}" for k in compared)]}
+    agg |= {f"_yesterday_{c}": at(1, c) for c in cumulative}
+    if derive_new:
+        agg |= {f"_week_ago_{count}": at(7, count) for count in counts.values()}
+        agg |= {f"_{new}_days": F.count(F.when(offset <= 7, F.col(count))) - 1 for new, count in counts.items()}
+    else:
+        agg |= {f"_{new}_sum": F.sum(F.when(offset < 7, F.col(new))) for new in daily}
+        agg |= {f"_{new}_days": F.count(F.when(offset < 7, F.col(new))) for new in daily}
+    expected = (copies.groupBy(*keys).agg(*(value.alias(name) for name, value in agg.items()))
+                .where(F.col("_rows_today") > 0))  # not the 7 days after an entity's last one
+    if derive_new:
+        expected = expected.withColumns(
+            {f"_{new}_sum": F.col(count) - F.col(f"_week_ago_{count}") for new, count in counts.items()}
+            | {new: F.col(count) - F.col(f"_yesterday_{count}") for new, count in counts.items()})
+    first_100 = table.where(F.col("confirmed") >= 100).groupBy(*entity).agg(F.min("date").alias("_first_100"))
+    expected = expected.join(F.broadcast(first_100), list(entity), "left")
     columns: dict[str, Column] = {
         f"{c}_7d_avg": F.when(F.col(f"_{c}_days") == 7, F.col(f"_{c}_sum") / 7.0) for c in daily}
     if derive_new:
         columns |= {c: F.col(c) for c in daily}
     if population is not None:
-        expected = expected.join(population.select("country_region", "population"), "country_region", "left")
+        expected = expected.join(F.broadcast(population.select("country_region", "population")), "country_region",
+                                 "left")
         columns["population"] = F.col("population")
         for measure in ("confirmed", "deaths", *daily, *(f"{c}_7d_avg" for c in daily)):
             value = columns.get(measure, F.col(measure))
@@ -248,13 +273,11 @@ def measures_differing(table: DataFrame, entity: Sequence[str], *, population: D
         "case_fatality_ratio": F.when(F.col("confirmed") > 0, F.col("deaths") / F.col("confirmed")),
         "days_since_100_cases": F.when(F.col("date") >= F.col("_first_100"), days_since),
         "downward_revision": F.greatest(
-            *(F.coalesce(F.col(c) < 0, F.lit(False)) for c in daily_flagged),
+            *(F.coalesce(F.col(c) < 0, F.lit(False)) for c in flagged_daily),
             *(F.coalesce(F.col(c) < F.col(f"_yesterday_{c}"), F.lit(False)) for c in cumulative)),
     }
-    recomputed = expected.select(*keys, *(v.cast("double").alias(f"_expected_{k}") for k, v in columns.items()))
-    compared = table.select(*keys, *(F.col(k).cast("double").alias(f"_value_{k}") for k in columns))
-    pairs = F.array(*(F.struct(F.lit(k).alias("measure"), F.col(f"_value_{k}").alias("value"),
-                               F.col(f"_expected_{k}").alias("expected")) for k in columns))
+    pairs = F.array(*(F.struct(F.lit(k).alias("measure"), F.col(f"_value_{k}").cast("double").alias("value"),
+                               v.cast("double").alias("expected")) for k, v in columns.items()))
 
     def equal(pair: Column) -> Column:
         both_null = pair["value"].isNull() & pair["expected"].isNull()
@@ -263,6 +286,4 @@ def measures_differing(table: DataFrame, entity: Sequence[str], *, population: D
         return both_null | F.coalesce(close, F.lit(False))
 
     differs = F.filter(pairs, lambda pair: ~equal(pair))
-    return (compared.join(recomputed, keys, "full")
-            .select(*keys, F.explode(differs).alias("pair"))
-            .select(*keys, "pair.*"))
+    return expected.select(*keys, F.explode(differs).alias("pair")).select(*keys, "pair.*")
