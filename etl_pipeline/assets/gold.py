@@ -90,7 +90,8 @@ PROVINCES_SUM_TO_COUNTRY = (
 MEASURES_RECOMPUTED = (
     "The 7-day averages, per-capita rates, case fatality ratio, days since the 100th case and the downward-revision "
     "flag equal an independent computation (a group-by over rows copied onto the next 7 days instead of the window "
-    "functions that built them; relative tolerance 1e-9); the failure names, per measure, how many rows differ and the first ones."
+    "functions that built them; relative tolerance 1e-9); the failure names, per measure, how many rows differ and "
+    "the first ones."
 )
 
 _DAILY = asset_key("gold", "covid19_daily_stats")

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # annotations only: the functions below import them when called
+    import pandas as pd
+    import pyarrow as pa
 
 ColumnType = Literal["str", "int", "float", "date"]
 
@@ -149,7 +153,7 @@ def arrow_schema(table: TableSchema):
     return pa.schema([pa.field(c.name, getattr(pa, _ARROW_TYPES[c.type])()) for c in table.columns])
 
 
-def frame_of(rows) -> "pd.DataFrame":
+def frame_of(rows: pa.Table) -> pd.DataFrame:
     """A source table's Arrow rows (in :func:`arrow_schema`'s types) as the typed DataFrame the rest of the
     project reads: text as ``object`` (None for NULL), integers as ``Int64``, floats as ``float64`` (NaN for
     NULL), dates as ``datetime.date`` objects."""

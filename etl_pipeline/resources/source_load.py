@@ -3,8 +3,8 @@
 
 MySQL bulk-loads staging tables with ``LOAD DATA LOCAL INFILE`` (or batched ``executemany`` with a warning when
 the server refuses local infile) and swaps them in with one ``RENAME TABLE``; SQLite deletes and re-inserts (Arrow
-through the ADBC driver) inside one transaction. A failed load leaves the previous rows. A table comes as a DataFrame or as chunks
-(:class:`TableChunks`); it is loaded chunk by chunk.
+through the ADBC driver) inside one transaction. A failed load leaves the previous rows. A table comes as a
+DataFrame or as chunks (:class:`TableChunks`); it is loaded chunk by chunk.
 """
 
 from __future__ import annotations

@@ -222,15 +222,30 @@ def measures_differing(table: DataFrame, entity: Sequence[str], *, population: D
     cumulative = [c for c in ("confirmed", "deaths", "recovered") if c in table.columns]
     flagged_daily = [c for c in ("new_cases", "new_deaths", "new_recovered") if c in table.columns]
     given_daily = [] if derive_new else flagged_daily
-    compared = [*(f"{c}_7d_avg" for c in daily), *(daily if derive_new else [])]
+    # The recomputed measures, by name (column expressions, resolved on ``expected`` below).
+    columns: dict[str, Column] = {
+        f"{c}_7d_avg": F.when(F.col(f"_{c}_days") == 7, F.col(f"_{c}_sum") / 7.0) for c in daily}
+    if derive_new:
+        columns |= {c: F.col(c) for c in daily}
     if population is not None:
-        compared += ["population", *(f"{m}_{suffix}" for m in ("confirmed", "deaths", *daily, *compared[:2])
-                                     for suffix in ("per_100k", "per_million"))]
-    compared += ["case_fatality_ratio", "days_since_100_cases", "downward_revision"]
+        columns["population"] = F.col("population")
+        for measure in ("confirmed", "deaths", *daily, *(f"{c}_7d_avg" for c in daily)):
+            value = columns.get(measure, F.col(measure))
+            for suffix, factor in (("per_100k", 100_000), ("per_million", 1_000_000)):
+                columns[f"{measure}_{suffix}"] = F.when(F.col("population") > 0,
+                                                        value * factor / F.col("population"))
+    days_since = F.datediff("date", "_first_100")
+    columns |= {
+        "case_fatality_ratio": F.when(F.col("confirmed") > 0, F.col("deaths") / F.col("confirmed")),
+        "days_since_100_cases": F.when(F.col("date") >= F.col("_first_100"), days_since),
+        "downward_revision": F.greatest(
+            *(F.coalesce(F.col(c) < 0, F.lit(False)) for c in flagged_daily),
+            *(F.coalesce(F.col(c) < F.col(f"_yesterday_{c}"), F.lit(False)) for c in cumulative)),
+    }
 
     offset = F.col("_offset")
     copies = (table.select(*entity, "date", *cumulative, *given_daily,
-                           *(F.col(k).alias(f"_value_{k}") for k in compared),
+                           *(F.col(k).alias(f"_value_{k}") for k in columns),
                            F.explode(F.sequence(F.lit(0), F.lit(7))).alias("_offset"))
               .withColumn("date", F.date_add("date", offset)))
 
@@ -239,7 +254,7 @@ def measures_differing(table: DataFrame, entity: Sequence[str], *, population: D
 
     counts = dict(zip(daily, ("confirmed", "deaths")))  # what each daily count is the difference of
     agg = {"_rows_today": F.count(F.when(offset == 0, 1))}
-    agg |= {c: at(0, c) for c in [*cumulative, *given_daily, *(f"_value_{k}" for k in compared)]}
+    agg |= {c: at(0, c) for c in [*cumulative, *given_daily, *(f"_value_{k}" for k in columns)]}
     agg |= {f"_yesterday_{c}": at(1, c) for c in cumulative}
     if derive_new:
         agg |= {f"_week_ago_{count}": at(7, count) for count in counts.values()}
@@ -255,27 +270,9 @@ def measures_differing(table: DataFrame, entity: Sequence[str], *, population: D
             | {new: F.col(count) - F.col(f"_yesterday_{count}") for new, count in counts.items()})
     first_100 = table.where(F.col("confirmed") >= 100).groupBy(*entity).agg(F.min("date").alias("_first_100"))
     expected = expected.join(F.broadcast(first_100), list(entity), "left")
-    columns: dict[str, Column] = {
-        f"{c}_7d_avg": F.when(F.col(f"_{c}_days") == 7, F.col(f"_{c}_sum") / 7.0) for c in daily}
-    if derive_new:
-        columns |= {c: F.col(c) for c in daily}
     if population is not None:
         expected = expected.join(F.broadcast(population.select("country_region", "population")), "country_region",
                                  "left")
-        columns["population"] = F.col("population")
-        for measure in ("confirmed", "deaths", *daily, *(f"{c}_7d_avg" for c in daily)):
-            value = columns.get(measure, F.col(measure))
-            for suffix, factor in (("per_100k", 100_000), ("per_million", 1_000_000)):
-                columns[f"{measure}_{suffix}"] = F.when(F.col("population") > 0,
-                                                        value * factor / F.col("population"))
-    days_since = F.datediff("date", "_first_100")
-    columns |= {
-        "case_fatality_ratio": F.when(F.col("confirmed") > 0, F.col("deaths") / F.col("confirmed")),
-        "days_since_100_cases": F.when(F.col("date") >= F.col("_first_100"), days_since),
-        "downward_revision": F.greatest(
-            *(F.coalesce(F.col(c) < 0, F.lit(False)) for c in flagged_daily),
-            *(F.coalesce(F.col(c) < F.col(f"_yesterday_{c}"), F.lit(False)) for c in cumulative)),
-    }
     pairs = F.array(*(F.struct(F.lit(k).alias("measure"), F.col(f"_value_{k}").cast("double").alias("value"),
                                v.cast("double").alias("expected")) for k, v in columns.items()))
 

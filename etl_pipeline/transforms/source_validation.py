@@ -227,6 +227,14 @@ def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Proble
     of the file are ignored. The loop over rows only collects them: the checks run on a whole chunk at a time.
     """
     header_row, number, rows = None, 0, []  # number: data rows before ``rows``
+
+    def checked(ready: list[list[str]]) -> Iterator[pd.DataFrame]:
+        nonlocal number
+        _check_rows(header, ready, number + 1, shape, problems)
+        number += len(ready)
+        if not shape:  # once a row has the wrong number of fields, only such problems are looked for
+            yield _frame(ready, header, number)
+
     try:
         header_row = next(reader, None)
         if header_row is None or (_blank(header_row) and all(_blank(row) for row in reader)):
@@ -243,21 +251,14 @@ def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Proble
                 rows = rows[len(ready):]
                 append = rows.append
                 if ready:
-                    _check_rows(header, ready, number + 1, shape, problems)
-                    number += len(ready)
-                    if not shape:  # once a row has the wrong number of fields, only such problems are looked for
-                        yield _frame(ready, header, number)
+                    yield from checked(ready)
     except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
         row = number + len(rows) + 1 if header_row is not None else None
         raise SourceValidationError([Problem(shape.file_name, row, None, None, f"unreadable CSV: {exc}")]) from None
-    ready = _without_trailing_blanks(rows)
-    if ready:
-        _check_rows(header, ready, number + 1, shape, problems)
-        number += len(ready)
+    if ready := _without_trailing_blanks(rows):  # the blank rows at the end of the file are dropped
+        yield from checked(ready)
     if number == 0:
         raise SourceValidationError([Problem(shape.file_name, None, None, None, "file has a header but no data rows")])
-    if ready and not shape:
-        yield _frame(ready, header, number)
 
 
 def _without_trailing_blanks(rows: list[list[str]]) -> list[list[str]]:
