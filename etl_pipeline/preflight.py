@@ -10,6 +10,7 @@ files, a lake directory, ``local[*]`` Spark) need no server; for them only what 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -70,7 +71,12 @@ def check_lake(lake: LakeResource) -> None:
 
 
 def check_spark(master: str) -> None:
-    """``local[*]``: Java is installed; ``spark://`` and ``sc://``: the master's port accepts connections."""
+    """``local[*]``: Java is installed; ``sail``: pysail is installed; ``spark://``, ``sc://`` and ``sail://``: the
+    master's port accepts connections."""
+    if master == "sail":
+        if importlib.util.find_spec("pysail") is None:
+            raise RuntimeError("SPARK_MASTER=sail needs the pysail package (pip install pysail)")
+        return
     if is_local(master):
         java_home = os.environ.get("JAVA_HOME")  # where pyspark's launcher looks first
         if not (os.access(os.path.join(java_home, "bin", "java"), os.X_OK) if java_home else shutil.which("java")):

@@ -40,6 +40,46 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://etl_admin:etl-admin-test-pw@127.0.0.1:5432")
 
 
+#: ``--spark-engine``: the engine behind the tests marked ``engines`` (see README, "Spark engines").
+ENGINE_MASTERS = {"spark": "local[2]", "sail": "sail"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--spark-engine", choices=sorted(ENGINE_MASTERS), default="spark",
+                     help="spark (Apache Spark, local[2]; every test) or sail (Sail in this process; only the tests "
+                          "marked `engines`, which hold for both engines)")
+
+
+#: The ``SPARK_MASTER`` of the ``covid-etl`` child processes (:func:`embedded_env`): unset (the embedded default,
+#: ``local[*]``) unless ``--spark-engine=sail``.
+_CHILD_MASTER: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--spark-engine") == "sail":
+        _CHILD_MASTER["SPARK_MASTER"] = ENGINE_MASTERS["sail"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--spark-engine") == "spark":
+        return
+    kept = [item for item in items if item.get_closest_marker("engines")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def spark_engine(request: pytest.FixtureRequest) -> str:
+    """``spark`` or ``sail``: the ``--spark-engine`` these tests run on."""
+    return request.config.getoption("--spark-engine")
+
+
+@pytest.fixture(scope="session")
+def engine_master(spark_engine: str) -> str:
+    """The ``SPARK_MASTER`` of the engine under test (``local[2]`` or ``sail``)."""
+    return ENGINE_MASTERS[spark_engine]
+
+
 def unavailable(reason: str) -> None:
     """Skip on a laptop; fail under CI, where every server must be up."""
     if os.environ.get("CI", "").lower() == "true":
@@ -230,10 +270,12 @@ DEPLOYMENT_VARIABLES = ("SOURCE_DB_URL", "WAREHOUSE_DB_URL", "LAKE_URL", "S3_END
 
 
 def embedded_env(etl_home: Path, **overrides: str) -> dict[str, str]:
-    """The environment of a ``covid-etl`` subprocess: embedded defaults under ``etl_home`` plus ``overrides``."""
+    """The environment of a ``covid-etl`` subprocess: embedded defaults under ``etl_home`` (on the
+    ``--spark-engine`` under test) plus ``overrides``."""
     env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_VARIABLES}
     env.update(ETL_HOME=str(etl_home), SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
-               COVID_DATA_BASE_URL=f"http://127.0.0.1:{free_port()}")  # never download from the internet
+               COVID_DATA_BASE_URL=f"http://127.0.0.1:{free_port()}",  # never download from the internet
+               **_CHILD_MASTER)
     env.update(overrides)
     return env
 

@@ -78,7 +78,9 @@ def gold_rows(tables: dict[str, pd.DataFrame]) -> int:
 
 def test_every_benchmark_is_reported_with_the_same_fields(quick_bench: dict) -> None:
     assert [r["name"] for r in quick_bench["json"]["results"]] == [
-        *BENCHMARKS[:-2], "scale_10x", "scale_10x_floor", "scale_100x", "scale_100x_floor"]
+        "warehouse_load", "source_load", "source_extract", "end_to_end", "sail_end_to_end", "spark_steps",
+        "scale_10x", "scale_10x_floor", "sail_scale_10x", "scale_100x", "scale_100x_floor", "sail_scale_100x"]
+    assert set(BENCHMARKS) <= {r["name"] for r in quick_bench["json"]["results"]}
     assert all(set(r) == RESULT_KEYS for r in quick_bench["json"]["results"])
     assert {"cores", "memory_gb", "cpu", "python", "java", "pyspark", "load_average_at_start",
             "load_average_at_end"} <= set(quick_bench["json"]["machine"])
@@ -88,7 +90,8 @@ def test_every_benchmark_is_reported_with_the_same_fields(quick_bench: dict) -> 
 def test_only_the_scale_runs_are_skipped_in_quick_mode_and_say_so(quick_bench: dict) -> None:
     skipped = {name: r["skipped"] for name, r in results(quick_bench).items() if r["skipped"]}
     assert skipped == {name: "not run with --quick"
-                       for name in ("scale_10x", "scale_10x_floor", "scale_100x", "scale_100x_floor")}
+                       for name in ("scale_10x", "scale_10x_floor", "sail_scale_10x", "scale_100x",
+                                    "scale_100x_floor", "sail_scale_100x")}
     for name in skipped:
         assert f"{name:<{NAME_WIDTH}}skipped: not run with --quick" in quick_bench["stdout"]
 
@@ -115,6 +118,7 @@ def test_the_targets_are_those_of_the_issue(quick_bench: dict) -> None:
     assert targets["warehouse_load"] == ("speedup", ">= 10")
     assert targets["source_load"] == ("speedup", ">= 5")
     assert targets["end_to_end"] == ("cost", "<= 25")
+    assert targets["sail_end_to_end"] == ("speedup", ">= 3")  # issue 20: Sail the default only if 3x faster
 
 
 def test_rows_are_those_of_the_quick_dataset(quick_bench: dict, tiny: dict[str, pd.DataFrame]) -> None:
@@ -125,7 +129,7 @@ def test_rows_are_those_of_the_quick_dataset(quick_bench: dict, tiny: dict[str, 
     assert f"ours {len(series):,}, baseline {len(series):,}" in r["warehouse_load"]["notes"][0]
     expected_gold = gold_rows(tiny)  # the pipeline's and the pandas floor's counts agree
     assert r["end_to_end"]["details"]["gold_rows"] == {"ours": expected_gold, "floor": expected_gold}
-    assert r["end_to_end"]["rows"] == expected_gold
+    assert r["end_to_end"]["rows"] == r["sail_end_to_end"]["rows"] == expected_gold
 
 
 def test_nothing_is_left_behind(quick_bench: dict, mysql_server_url: str, postgres_server_url: str) -> None:

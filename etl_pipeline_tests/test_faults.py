@@ -48,7 +48,7 @@ from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.resources.minio_io_manager import MinIOIOManager
 from etl_pipeline.resources.psql_io_manager import PostgresIOManager
 from etl_pipeline.resources.warehouse_input import arrow_schema
-from etl_pipeline.preflight import check_servers
+from etl_pipeline.preflight import check_servers, check_spark
 from etl_pipeline.retries import NETWORK_RETRY
 from etl_pipeline.run import QUIET, RunSummary, failure_message, summarize
 from etl_pipeline.seed import seed_source
@@ -902,3 +902,15 @@ def test_worldometer_spelling_a_jhu_name_or_a_former_name_keeps_every_population
         int(population["South Korea"]), int(population["Czech Republic"])) == (51_273_732, 10_711_019)
     for table in ("dim_country", "covid19_continent_stats"):  # Asia's and Europe's populations included as before
         pd.testing.assert_frame_equal(data_quality_findings.after[table], data_quality_findings.before[table])
+
+
+def test_the_preflight_of_sail_needs_pysail_or_the_server_s_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sail`` runs in this process, so only the package is checked; ``sail://`` names a server, whose port must
+    answer, as for ``sc://``."""
+    check_spark("sail")  # pysail is a dependency of the project
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None if name == "pysail" else object())
+    with pytest.raises(RuntimeError, match=r"SPARK_MASTER=sail needs the pysail package \(pip install pysail\)"):
+        check_spark("sail")
+    port = free_port()
+    with pytest.raises(RuntimeError, match=f"cannot connect to 127.0.0.1:{port}"):
+        check_spark(f"sail://127.0.0.1:{port}")

@@ -30,6 +30,8 @@ from etl_pipeline_tests.conftest import (
     embedded_env,
 )
 
+pytestmark = pytest.mark.engines  # the same warehouse from Apache Spark and from Sail
+
 
 @pytest.fixture(scope="module")
 def csv(data_dir: Path) -> dict[str, pd.DataFrame]:

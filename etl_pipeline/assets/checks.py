@@ -17,32 +17,47 @@ from functools import reduce
 from operator import or_
 
 import dagster as dg
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row, Window
 from pyspark.sql import functions as F
 
 from etl_pipeline.transforms import quality
 
 EXAMPLES = 5
+_COUNT, _RANK = "__finding_count", "__finding_rank"
+_KIND, _NULL_KEY, _SEVERAL = "__key_problem", "null_key", "several_rows"
 
 
 def finding(df: DataFrame, order_by: Sequence[str] = (), examples: int = EXAMPLES) -> quality.Finding:
     """Count of rows of ``df`` and the first ``examples`` of them by ``order_by`` (all columns when empty), as
-    plain dicts, from one Spark query."""
-    row = df.agg(F.count("*").alias("count"), _first_rows(df, order_by, examples).alias("examples")).first()
-    return quality.Finding(count=row["count"], examples=[quality.plain_dict(r) for r in row["examples"] or []])
+    plain dicts, from one Spark query (the first rows, a top-k, each carrying the count of all rows)."""
+    first = df.orderBy(*(order_by or df.columns)).limit(examples)
+    rows = first.crossJoin(df.agg(F.count("*").alias(_COUNT))).collect()
+    return _finding(rows)
 
 
 def findings_by(df: DataFrame, column: str, order_by: Sequence[str] = (),
                 examples: int = EXAMPLES) -> dict[str, quality.Finding]:
     """:func:`finding` per value of ``column`` (e.g. ``negative_column``), from one Spark query; values
-    without rows are absent."""
-    rows = df.groupBy(column).agg(F.count("*").alias("count"), _first_rows(df, order_by, examples).alias("examples"))
-    return {r[column]: quality.Finding(count=r["count"], examples=[quality.plain_dict(e) for e in r["examples"]])
-            for r in rows.collect()}
+    without rows are absent.
+
+    Each group's count and its first rows come from window functions over the group (a row number in
+    ``order_by`` order), so only ``examples`` rows per group reach this process. (Spark 4.2's
+    ``min_by(x, ord, k)`` would do it in one aggregate, but Sail does not know its third argument.)
+    """
+    ordered = Window.partitionBy(column).orderBy(*(order_by or df.columns))
+    rows = (df.withColumn(_COUNT, F.count("*").over(Window.partitionBy(column)))
+            .withColumn(_RANK, F.row_number().over(ordered))
+            .filter(F.col(_RANK) <= examples)
+            .orderBy(column, _RANK)
+            .collect())
+    values = dict.fromkeys(r[column] for r in rows)  # in order, each once
+    return {value: _finding([r for r in rows if r[column] == value]) for value in values}
 
 
-def _first_rows(df: DataFrame, order_by: Sequence[str], examples: int):
-    return F.min_by(F.struct(*df.columns), F.struct(*(order_by or df.columns)), examples)
+def _finding(rows: Sequence[Row]) -> quality.Finding:
+    """The finding of a group's first rows, each holding the group's row count in ``_COUNT``."""
+    return quality.Finding(count=rows[0][_COUNT] if rows else 0,
+                           examples=[quality.plain_dict(r, drop=(_COUNT, _RANK)) for r in rows])
 
 
 def render(example: dict) -> str:
@@ -89,20 +104,19 @@ class KeyChecks:
         ]
 
     def evaluate(self, df: DataFrame) -> Iterator[dg.AssetCheckResult]:
-        """Both checks from one aggregation by key; the rows with a NULL key are only fetched (for examples)
+        """Both checks from one aggregation by key, whose offending groups (a NULL in the key, or several rows)
+        are split by kind with :func:`findings_by`; the rows with a NULL key are only fetched (for examples)
         when there are some."""
         table, keys, error = self.asset_key.path[-1], list(self.keys), dg.AssetCheckSeverity.ERROR
         groups = df.groupBy(*keys).agg(F.count("*").alias("rows"))
-        null_key = reduce(or_, [F.col(k).isNull() for k in keys])
-        several = F.col("rows") > 1
-        found = groups.agg(
-            F.coalesce(F.sum(F.when(null_key, F.col("rows"))), F.lit(0)).alias("null_rows"),
-            F.count(F.when(several, 1)).alias("duplicates"),
-            F.min_by(F.struct(*keys, "rows"), F.when(several, F.struct(*keys)), EXAMPLES).alias("examples"),
-        ).first()
-        nulls = finding(quality.null_keys(df, keys)) if found["null_rows"] else quality.Finding(count=0, examples=[])
-        duplicates = quality.Finding(count=found["duplicates"],
-                                     examples=[quality.plain_dict(r) for r in found["examples"] or []])
+        kinds = F.array_compact(F.array(F.when(reduce(or_, [F.col(k).isNull() for k in keys]), F.lit(_NULL_KEY)),
+                                        F.when(F.col("rows") > 1, F.lit(_SEVERAL))))
+        offending = groups.select(*keys, "rows", F.explode(kinds).alias(_KIND))
+        found = findings_by(offending, _KIND, keys)
+        nulls = finding(quality.null_keys(df, keys)) if _NULL_KEY in found else quality.Finding(count=0, examples=[])
+        duplicates = found.get(_SEVERAL, quality.Finding(count=0, examples=[]))
+        for example in duplicates["examples"]:
+            del example[_KIND]
         yield finding_result(nulls, check=self.check("keys_not_null"), severity=error,
                              what=f"rows of {table} with a NULL key column")
         yield finding_result(duplicates, check=self.check("keys_unique"), severity=error,

@@ -28,6 +28,8 @@ MB = 2**20
 RSS_BUDGET_MB = 3 * 1024
 CHILD_TIMEOUT_S = 3 * 3600
 Progress = Callable[[str], None]
+#: The pipeline children's engine: Apache Spark (the embedded default, ``local[*]``) or Sail.
+ENGINE_ENV: dict[str, dict[str, str]] = {"spark": {}, "sail": {"SPARK_MASTER": "sail"}}
 
 
 @dataclass
@@ -75,16 +77,18 @@ class Pipelines:
     def home(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="etl-home-", dir=self.work))
 
-    def env(self, home: Path) -> dict[str, str]:
-        return child_env(home, XDG_CACHE_HOME=str(self.cache))
+    def env(self, home: Path, engine: str = "spark") -> dict[str, str]:
+        """A child's environment; ``engine`` ``sail`` sets ``SPARK_MASTER=sail``, ``spark`` keeps ``local[*]``."""
+        return child_env(home, XDG_CACHE_HOME=str(self.cache), **ENGINE_ENV[engine])
 
-    def run(self, data_dir: Path, home: Path | None = None) -> PipelineRun:
+    def run(self, data_dir: Path, home: Path | None = None, engine: str = "spark") -> PipelineRun:
         home = home or self.home()
         record = home / "bench-record.json"
         child = run_child(python_module("etl_pipeline.bench.pipeline_child", str(data_dir), str(record)),
-                          self.env(home), timeout=CHILD_TIMEOUT_S).check()
+                          self.env(home, engine), timeout=CHILD_TIMEOUT_S).check()
         run = PipelineRun(child, json.loads(record.read_text()), home)
-        self.progress(f"covid-etl run over {data_dir.name}: {run.seconds:.1f} s, {child.cpu_seconds:.1f} CPU s, "
+        self.progress(f"covid-etl run over {data_dir.name} on {engine}: {run.seconds:.1f} s, "
+                      f"{child.cpu_seconds:.1f} CPU s, "
                       f"peak RSS {child.peak_python_rss / MB:.0f} MB (with the JVM {child.peak_tree_rss / MB:.0f} MB)")
         return run
 
@@ -94,9 +98,9 @@ def median_run(runs: list[PipelineRun]) -> PipelineRun:
 
 
 def end_to_end(pipelines: Pipelines, data_dir: Path, repeat: int,
-               warm_up: bool = True) -> tuple[Result, list[PipelineRun]]:
-    """The result and the counted runs. With ``warm_up``, a first run that writes the JVM class archive is made
-    and reported, not counted (without it, the first repetition writes the archive)."""
+               warm_up: bool = True) -> tuple[Result, AgainstTheFloor]:
+    """The result and the counted runs (with the floor's). With ``warm_up``, a first run that writes the JVM class
+    archive is made and reported, not counted (without it, the first repetition writes the archive)."""
     result = Result("end_to_end", ours="covid-etl run, embedded mode, fresh ETL_HOME, child process",
                     baseline="the same work by a plain pandas script (etl_pipeline/bench/floor.py), child process",
                     ratio_kind="cost")
@@ -111,7 +115,7 @@ def end_to_end(pipelines: Pipelines, data_dir: Path, repeat: int,
     if first:
         result.notes.insert(1, f"first run of the installation (writes the JVM class archive, not counted): "
                                f"{first.seconds:.1f} s")
-    return result, against.runs
+    return result, against
 
 
 @dataclass
@@ -142,13 +146,14 @@ class AgainstTheFloor:
                 f"peak RSS of the floor {details['peak_rss_floor_mb']:,} MB"]
 
 
-def against_the_floor(pipelines: Pipelines, data_dir: Path, repeat: int, label: str = "") -> AgainstTheFloor:
-    """``repeat`` pipeline runs and floor runs over ``data_dir``, alternating (ours first)."""
+def against_the_floor(pipelines: Pipelines, data_dir: Path, repeat: int, label: str = "",
+                      engine: str = "spark") -> AgainstTheFloor:
+    """``repeat`` pipeline runs (on ``engine``) and floor runs over ``data_dir``, alternating (ours first)."""
     runs: list[PipelineRun] = []
     floors: list[ChildRun] = []
 
     def ours() -> float:
-        runs.append(pipelines.run(data_dir))
+        runs.append(pipelines.run(data_dir, engine=engine))
         return runs[-1].seconds
 
     def floor() -> float:
@@ -195,10 +200,11 @@ def floor_run(pipelines: Pipelines, data_dir: Path, label: str = "") -> ChildRun
 
 
 def scale(pipelines: Pipelines, source: Path, factor: int, one_x: list[PipelineRun],
-          repeat: int) -> tuple[Result, Result]:
+          repeat: int, sail: bool = False) -> list[Result]:
     """``repeat`` runs over the enlarged dataset, against the end_to_end runs over the real one (not
     interleaved: the 1x runs were made before), and against the pandas floor over the same enlarged data
-    (interleaved). Peak memory is the highest of the runs."""
+    (interleaved); with ``sail``, then Sail's runs over the same data (:func:`engines`). Peak memory is the
+    highest of the runs."""
     result = Result(f"scale_{factor}x", ours=f"covid-etl run over the dataset enlarged {factor}x "
                     "(etl_pipeline/bench/scale.py)", baseline="covid-etl run over the real dataset "
                     "(the end_to_end runs)", ratio_kind="cost", interleaved=False)
@@ -231,4 +237,32 @@ def scale(pipelines: Pipelines, source: Path, factor: int, one_x: list[PipelineR
     result.notes.append("phases of the median run:")
     result.notes += [f"{name:<17}{p['seconds']:>8.1f} s  peak {p['peak_python_mb']:>6,} MB  with JVM "
                      f"{p['peak_tree_mb']:>6,} MB" for name, p in phases.items()]
-    return result, against_floor
+    if not sail:
+        return [result, against_floor]
+    return [result, against_floor, engines(pipelines, data, f"scale_{factor}x", runs, against.floors, repeat)]
+
+
+def engines(pipelines: Pipelines, data_dir: Path, scale: str, spark_runs: list[PipelineRun], floors: list[ChildRun],
+            repeat: int) -> Result:
+    """Sail against Apache Spark over the same data: ``repeat`` Sail runs, against the Apache Spark runs made for
+    ``scale`` (``end_to_end`` or ``scale_<N>x``) just before (not interleaved with them). The notes give Sail's
+    ratio to the pandas floor runs of that benchmark too."""
+    result = Result(f"sail_{scale}", ours=f"covid-etl run on Sail (SPARK_MASTER=sail), the data of {scale}",
+                    baseline=f"the same on Apache Spark, local[*] (the {scale} runs)", ratio_kind="speedup",
+                    interleaved=False)
+    runs = [pipelines.run(data_dir, engine="sail") for _ in range(repeat)]
+    typical, spark_rows = median_run(runs), median_run(spark_runs).gold_rows()
+    if typical.gold_rows() != spark_rows:
+        raise RuntimeError(f"{scale}: Sail wrote {typical.gold_rows():,} gold rows, Apache Spark {spark_rows:,}")
+    result.measured(Pair([r.seconds for r in runs], [r.seconds for r in spark_runs]), rows=typical.gold_rows(),
+                    target=Target(">=", 3.0) if scale == "end_to_end" else Target(">=", 1.0))
+    floor_s = statistics.median(f.seconds for f in floors)
+    peak, phases = round(max(r.child.peak_python_rss for r in runs) / MB), typical.phases()
+    result.details = {"phases_of_median_run": phases, "floor_s": round(floor_s, 2),
+                      "ratio_to_floor": round(result.ours_s / floor_s, 2), "peak_rss_mb": peak,
+                      "cpu_s": round(statistics.median(r.child.cpu_seconds for r in runs), 2)}
+    result.notes.append(f"Sail against the pandas floor: {result.ours_s:.1f} s / {floor_s:.1f} s = "
+                        f"{result.ours_s / floor_s:.2f}x; peak RSS of the Dagster process (Sail inside) {peak:,} MB")
+    result.notes += [f"{name:<17}{p['seconds']:>8.1f} s  peak {p['peak_python_mb']:>6,} MB"
+                     for name, p in phases.items()]
+    return result

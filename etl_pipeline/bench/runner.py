@@ -17,7 +17,7 @@ from etl_pipeline.bench.report import Result, format_table, machine, write_json
 from etl_pipeline.bench.scale import shrink_dataset
 
 BENCHMARKS = ("warehouse_load", "source_load", "source_extract", "end_to_end", "spark_steps", "scale_10x",
-              "scale_100x")
+              "scale_100x", "sail_end_to_end", "sail_scale_10x", "sail_scale_100x")
 SCALES = {"scale_10x": 10, "scale_100x": 100}
 #: In --quick mode the Spark-steps benchmark materializes only these two small silver tables.
 QUICK_SPARK_TABLES = ("covid19_country_wise", "covid19_worldometer")
@@ -71,17 +71,23 @@ def _run(options: BenchOptions, work: Path) -> list[Result]:
                     if r.name in wanted]
     pipelines = pipeline_runs.Pipelines(work, progress)
     one_x_runs: list[pipeline_runs.PipelineRun] = []
-    if wanted & {"end_to_end", "spark_steps", *SCALES}:
+    if wanted & {"end_to_end", "spark_steps", "sail_end_to_end", *SCALES, *(f"sail_{n}" for n in SCALES)}:
         progress("end_to_end")
-        end_to_end, one_x_runs = pipeline_runs.end_to_end(pipelines, data, options.repeat, warm_up=not options.quick)
+        end_to_end, one_x = pipeline_runs.end_to_end(pipelines, data, options.repeat, warm_up=not options.quick)
+        one_x_runs = one_x.runs
         if "end_to_end" in wanted:
             results.append(end_to_end)
+        if "sail_end_to_end" in wanted:
+            progress("sail_end_to_end: the same data on Sail")
+            results.append(pipeline_runs.engines(pipelines, data, "end_to_end", one_x.runs, one_x.floors,
+                                                 options.repeat))
     if "spark_steps" in wanted:
         progress("spark_steps")
         tables = QUICK_SPARK_TABLES if options.quick else ()
         results.append(pipeline_runs.spark_steps(pipelines, one_x_runs[0].home, options.repeat, tables))
     for name, factor in SCALES.items():
-        if name not in wanted:
+        sail = f"sail_{name}" in wanted
+        if name not in wanted and not sail:
             continue
         if options.quick:
             results += [Result(name, ours=f"covid-etl run over {factor}x the data", baseline="the 1x run",
@@ -89,7 +95,11 @@ def _run(options: BenchOptions, work: Path) -> list[Result]:
                         Result(f"{name}_floor", ours=f"covid-etl run over {factor}x the data",
                                baseline="the pandas floor over the same data", ratio_kind="cost"
                                ).skip("not run with --quick")]
+            if sail:
+                results.append(Result(f"sail_{name}", ours=f"covid-etl run on Sail over {factor}x the data",
+                                      baseline="the same on Apache Spark", ratio_kind="speedup"
+                                      ).skip("not run with --quick"))
             continue
         progress(f"{name}: generating and running ours and the pandas floor, interleaved (this takes a while)")
-        results += pipeline_runs.scale(pipelines, options.data_dir, factor, one_x_runs, options.repeat)
+        results += pipeline_runs.scale(pipelines, options.data_dir, factor, one_x_runs, options.repeat, sail)
     return results

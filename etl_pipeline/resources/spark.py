@@ -4,7 +4,9 @@
 
 - ``local[*]``: a JVM inside this process (a cold start costs seconds, so it is paid once per process);
 - ``spark://host:port``: a standalone cluster, with this process as the driver;
-- ``sc://host:port``: a Spark Connect client (sub-second), the server owning the JVM.
+- ``sc://host:port``: a Spark Connect client (sub-second), the server owning the JVM;
+- ``sail`` or ``sail://host:port``: a Spark Connect client of Sail, a JVM-free engine
+  (:mod:`etl_pipeline.resources.sail_server`; ``sail`` runs it inside this process).
 
 What the session is built with is :mod:`etl_pipeline.resources.spark_conf` (the lake's ``s3a`` settings come
 from the :class:`~etl_pipeline.resources.lake.LakeResource` handed to the resource).
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Union
 import dagster as dg
 from pydantic import Field
 
+from etl_pipeline.resources import sail_server
 from etl_pipeline.resources.class_archive import class_archive_options
 from etl_pipeline.resources.lake import LakeResource
 from etl_pipeline.resources.spark_conf import (
@@ -79,7 +82,8 @@ def _build(master: str, app_name: str, conf: Mapping[str, str]) -> AnySparkSessi
     from pyspark.sql import SparkSession
 
     if is_connect(master):
-        return SparkSession.builder.remote(master).config(map=dict(conf)).getOrCreate()
+        url = sail_server.connect_url(master) if sail_server.is_sail(master) else master
+        return SparkSession.builder.remote(url).config(map=dict(conf)).getOrCreate()
     if is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local executors run this interpreter
@@ -118,6 +122,7 @@ def _stop_locked() -> None:
     session, _ProcessSession.session, _ProcessSession.key = _ProcessSession.session, None, None
     if session is not None:
         session.stop()
+    sail_server.stop()
 
 
 def stop_process_session() -> None:
@@ -132,7 +137,8 @@ atexit.register(stop_process_session)
 class SparkSessionResource(dg.ConfigurableResource):
     """Hands every Spark step of a process the same session (see the module docstring)."""
 
-    master: str = Field(default="local[*]", description="local[*], spark://host:port or sc://host:port")
+    master: str = Field(default="local[*]",
+                        description="local[*], spark://host:port, sc://host:port, sail or sail://host:port")
     lake: LakeResource | None = Field(default=None, description="the lake this session reads and writes (its "
                                       "s3a settings); none for a session that never touches the lake")
     conf_file: str | None = Field(
@@ -168,6 +174,11 @@ class SparkSessionResource(dg.ConfigurableResource):
                             self.lake.s3a_conf() if self.lake else None)
 
     def get_session(self) -> AnySparkSession:
+        """The process's session (see the module docstring). Raises ``ValueError`` for Sail on an ``s3://`` lake:
+        Sail would need the lake's credentials in its own environment, which this project does not hand it."""
+        if sail_server.is_sail(self.master) and self.lake is not None and self.lake.is_s3:
+            raise ValueError(f"SPARK_MASTER={self.master}: Sail runs on a lake directory only, not on "
+                             f"{self.lake.url}; use Apache Spark (local[*], spark:// or sc://) for an s3:// lake")
         conf = self.conf()
         if self.class_archive and is_local(self.master):
             options = conf.get("spark.driver.extraJavaOptions", "")

@@ -69,7 +69,8 @@ def resolve_conf_file(conf_file: str | None) -> Path | None:
 
 
 def is_connect(master: str) -> bool:
-    return master.startswith("sc://")
+    """A Spark Connect client: ``sc://`` or Sail (``sail``, ``sail://``), which speaks the same protocol."""
+    return master.startswith(("sc://", "sail://")) or master == "sail"
 
 
 def is_local(master: str) -> bool:

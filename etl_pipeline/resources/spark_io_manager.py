@@ -94,6 +94,13 @@ class SparkIOManager(dg.ConfigurableIOManager):
         return read_version(self.spark.get_session(), table, self.lake)
 
 
+def ddl(schema: StructType) -> str:
+    """``schema`` as DDL (```name` type, ...``), without field metadata: a schema both engines parse (Sail cannot
+    parse a JSON schema, nor read back some metadata it writes). Flat schemas only (nested field names are not
+    quoted)."""
+    return ", ".join(f"`{f.name.replace('`', '``')}` {f.dataType.simpleString()}" for f in schema.fields)
+
+
 def read_version(spark: Any, table: DeltaTable, lake: LakeResource) -> DataFrame:
     """The Spark DataFrame of ``table`` at the version it was opened at (delta-rs).
 
@@ -104,7 +111,7 @@ def read_version(spark: Any, table: DeltaTable, lake: LakeResource) -> DataFrame
     and a file-filtering job per read on this project's small tables). Any other table is read by Delta Lake for
     Spark, time-travelling to the same version.
     """
-    schema = StructType.fromJson(json.loads(table.schema().to_json()))
+    schema = ddl(StructType.fromJson(json.loads(table.schema().to_json())))
     plain = table.protocol().min_reader_version == 1 and not table.metadata().partition_columns
     if not plain:
         return (spark.read.format("delta").option("versionAsOf", table.version())

@@ -90,7 +90,7 @@ def dim_date(daily: DataFrame) -> DataFrame:
         F.dayofmonth("date").alias("day"),
         F.weekofyear("date").alias("iso_week"),  # Spark's weekofyear is the ISO 8601 week
         ((F.dayofweek("date") + 5) % 7 + 1).alias("day_of_week"),  # Spark: 1 = Sunday; ISO: 1 = Monday
-        F.datediff("date", "first_date").alias("day_index"),
+        F.datediff("date", "first_date").cast("int").alias("day_index"),  # an int (Sail's datediff: a bigint)
     )
 
 

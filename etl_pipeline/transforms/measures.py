@@ -85,7 +85,7 @@ def with_measures(df: DataFrame, entity: Sequence[str], *, per_capita: bool) -> 
     rolling = {f"{c}_7d_avg": F.when(F.count(c).over(days) == WINDOW_DAYS, F.avg(c).over(days))
                for c in DAILY_COUNTS}
     first_100 = F.min(F.when(F.col("confirmed") >= CASES_THRESHOLD, F.col("date"))).over(everything)
-    since = F.datediff("date", first_100)
+    since = F.datediff("date", first_100).cast("int")  # an int on every engine (Sail's datediff: a bigint)
     ratios = {
         "case_fatality_ratio": F.when(F.col("confirmed") > 0, F.col("deaths") / F.col("confirmed")),
         "days_since_100_cases": F.when(since >= 0, since),

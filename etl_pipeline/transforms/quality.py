@@ -192,9 +192,11 @@ def continent_disagreements(worldometer_conformed: DataFrame, reference: DataFra
     )
 
 
-def plain_dict(row: Row) -> dict[str, Any]:
-    """A collected row as a dict that JSON (Dagster metadata) can hold: dates as ISO strings."""
-    return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.asDict().items()}
+def plain_dict(row: Row, drop: Sequence[str] = ()) -> dict[str, Any]:
+    """A collected row, less the ``drop`` columns, as a dict that JSON (Dagster metadata) can hold: dates as ISO
+    strings."""
+    return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.asDict().items()
+            if k not in drop}
 
 
 #: Relative difference under which a recomputed measure counts as equal (floating-point sums in another order).

@@ -16,10 +16,12 @@ from etl_pipeline.transforms.countries import REFERENCE_SCHEMA
 
 KEY = dg.AssetKey(["gold", "medical", "t"])
 
+pytestmark = pytest.mark.engines  # the same findings on Apache Spark and on Sail
+
 
 @pytest.fixture(scope="module")
-def spark() -> SparkSession:
-    return SparkSessionResource(master="local[1]").get_session()
+def spark(spark_engine: str, engine_master: str) -> SparkSession:
+    return SparkSessionResource(master="local[1]" if spark_engine == "spark" else engine_master).get_session()
 
 
 @pytest.fixture(scope="module")

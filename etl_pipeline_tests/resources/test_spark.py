@@ -218,3 +218,23 @@ def test_how_each_master_gets_the_extra_jars(tmp_path: Path) -> None:
     jars[1].unlink()  # a cache emptied since: refused, not a class path with a hole
     with pytest.raises(JarsUnavailable, match="covid-etl fetch-jars"):
         jars_conf("spark://host:7077", packages, tmp_path)
+
+
+def test_sail_is_a_connect_client_that_gets_only_runtime_settings_and_no_jars(tmp_path: Path) -> None:
+    from etl_pipeline.resources.sail_server import connect_url
+    from etl_pipeline.resources.spark_conf import is_connect, jars_conf
+
+    file_conf = {"spark.sql.shuffle.partitions": "3", "spark.executor.memory": "1g"}
+    for master in ("sail", "sail://sail-host:50051"):
+        assert is_connect(master)
+        assert session_conf(master, file_conf, s3a=FAKE_LAKE.s3a_conf()) == {
+            "spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "3"}
+        assert jars_conf(master, ["org.example:a:1.0"], tmp_path) == {}
+    assert not is_connect("local[*]") and not is_connect("sailing")
+    assert connect_url("sail://sail-host:50051") == "sc://sail-host:50051"  # a running server: no server started
+
+
+def test_sail_refuses_an_s3_lake_by_name() -> None:
+    resource = SparkSessionResource(master="sail", lake=FAKE_LAKE)
+    with pytest.raises(ValueError, match="SPARK_MASTER=sail: Sail runs on a lake directory only, not on s3://lake"):
+        resource.get_session()

@@ -1,4 +1,5 @@
-"""One local Spark session for the transform tests, and the shared COVID data as simulated bronze tables.
+"""One Spark session for the transform tests (local Apache Spark, or Sail under ``--spark-engine=sail``), and the
+shared COVID data as simulated bronze tables.
 
 ``raw`` holds the CSVs exactly as published (raw headers) for computing expected numbers independently;
 ``bronze`` holds the same data as Spark DataFrames with the snake_case columns and types of the bronze layer;
@@ -33,6 +34,7 @@ from etl_pipeline.core.source_schema import (
     WORLDOMETER,
     TableSchema,
 )
+from etl_pipeline.resources.spark import SparkSessionResource
 from etl_pipeline.transforms import gold, silver
 from etl_pipeline.transforms.countries import country_reference_df, worldometer_spellings_df
 from etl_pipeline_tests.conftest import ABSENT_FROM_WORLDOMETER, WORLDOMETER_NAMES
@@ -44,7 +46,10 @@ RENAMED = {**WORLDOMETER_NAMES, "Brunei": "Brunei "}
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark(spark_engine: str, engine_master: str):
+    if spark_engine != "spark":
+        yield SparkSessionResource(master=engine_master).get_session()
+        return
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     session = (
         SparkSession.builder.master("local[2]")

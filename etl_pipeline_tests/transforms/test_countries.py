@@ -13,6 +13,8 @@ from etl_pipeline.transforms.countries import (
     worldometer_spellings_df,
 )
 
+pytestmark = pytest.mark.engines  # the same results on Apache Spark and on Sail
+
 
 @pytest.fixture(scope="module")
 def reference() -> pd.DataFrame:
@@ -60,6 +62,7 @@ def test_countries_absent_from_worldometer_have_a_reviewed_continent(reference, 
         ([("Australia", "Australia", "Australia/Oceania", "")], "continent must be one of"),
     ],
 )
+
 def test_validate_reference_rejects_bad_edits(rows, message):
     frame = pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
     with pytest.raises(ValueError, match=message):

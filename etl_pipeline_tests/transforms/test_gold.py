@@ -19,11 +19,14 @@ from etl_pipeline.transforms.gold import (
     fact_location_daily,
 )
 
+pytestmark = pytest.mark.engines  # the same results on Apache Spark and on Sail
+
 D1, D2 = dt.date(2020, 7, 26), dt.date(2020, 7, 27)
 COUNTRIES_SCHEMA = (
     "country_region string, continent string, who_region string, population bigint, "
     "latitude double, longitude double, mapped boolean"
 )
+
 MEASURES = ["Confirmed", "Deaths", "Recovered", "Active"]
 
 

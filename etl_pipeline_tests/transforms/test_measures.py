@@ -11,6 +11,8 @@ from pyspark.sql import functions as F
 
 from etl_pipeline.transforms import measures, quality
 
+pytestmark = pytest.mark.engines  # the same results on Apache Spark and on Sail
+
 START = dt.date(2020, 3, 1)
 SCHEMA = ("date date, country_region string, confirmed bigint, deaths bigint, new_cases bigint, new_deaths bigint, "
           "new_recovered bigint, population bigint")

@@ -22,6 +22,8 @@ from etl_pipeline.transforms.quality import (
     worldometer_only,
 )
 
+pytestmark = pytest.mark.engines  # the same results on Apache Spark and on Sail
+
 D1, D2, D3 = dt.date(2020, 7, 25), dt.date(2020, 7, 26), dt.date(2020, 7, 27)
 COUNTS = "confirmed bigint, deaths bigint, recovered bigint, active bigint"
 TIME_SERIES_COUNTS = ["Confirmed", "Deaths", "Recovered", "Active", "New cases", "New deaths", "New recovered"]

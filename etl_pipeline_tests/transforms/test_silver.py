@@ -7,6 +7,8 @@ import pytest
 from etl_pipeline.transforms.countries import REFERENCE_SCHEMA, SPELLINGS_SCHEMA
 from etl_pipeline.transforms.silver import build_countries, clean_table, conform_worldometer
 
+pytestmark = pytest.mark.engines  # the same results on Apache Spark and on Sail
+
 D1, D2 = dt.date(2020, 7, 26), dt.date(2020, 7, 27)
 POSITION_COLUMNS = "province_state string, country_region string, date date, confirmed bigint, who_region string"
 
