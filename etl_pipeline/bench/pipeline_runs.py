@@ -146,14 +146,13 @@ class AgainstTheFloor:
                 f"peak RSS of the floor {details['peak_rss_floor_mb']:,} MB"]
 
 
-def against_the_floor(pipelines: Pipelines, data_dir: Path, repeat: int, label: str = "",
-                      engine: str = "spark") -> AgainstTheFloor:
-    """``repeat`` pipeline runs (on ``engine``) and floor runs over ``data_dir``, alternating (ours first)."""
+def against_the_floor(pipelines: Pipelines, data_dir: Path, repeat: int, label: str = "") -> AgainstTheFloor:
+    """``repeat`` pipeline runs and floor runs over ``data_dir``, alternating (ours first)."""
     runs: list[PipelineRun] = []
     floors: list[ChildRun] = []
 
     def ours() -> float:
-        runs.append(pipelines.run(data_dir, engine=engine))
+        runs.append(pipelines.run(data_dir))
         return runs[-1].seconds
 
     def floor() -> float:
