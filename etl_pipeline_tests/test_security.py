@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import adbc_driver_manager.dbapi as adbc_dbapi
 import dagster as dg
 import pandas as pd
 import psutil
@@ -233,7 +234,8 @@ class Statement:
 
 class StatementLog:
     """Every SQL text the pipeline's own code hands to a database, as the driver receives it: through raw DBAPI
-    cursors (the warehouse loads, the streamed source read) or through a SQLAlchemy connection (``text``,
+    cursors (the warehouse loads, the streamed source read), ADBC cursors (the SQLite loads; the rows an
+    ``adbc_ingest`` binds are Arrow, never SQL text) or through a SQLAlchemy connection (``text``,
     ``exec_driver_sql``). What SQLAlchemy writes itself (Core statements, reflection, ``create_all``, dialect
     set-up) is left out: its identifiers come from SQLAlchemy ``Table`` objects built from the allow-lists."""
 
@@ -246,6 +248,16 @@ class StatementLog:
         engine = get_engine(url)
         sa.event.listen(engine, "do_connect", self._connect)
         sa.event.listen(engine, "before_cursor_execute", self._before_cursor_execute)
+
+    def attach_adbc(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Record what the pipeline executes on ADBC cursors (SQLite)."""
+        log, execute = self, adbc_dbapi.Cursor.execute
+
+        def recording(cursor, sql, *args, **kwargs):
+            log._recorded(sql, args)
+            return execute(cursor, sql, *args, **kwargs)
+
+        monkeypatch.setattr(adbc_dbapi.Cursor, "execute", recording)
 
     # raw DBAPI cursors: record what a frame of the pipeline executes directly
     def _recorded(self, sql: str, parameters: object) -> None:
@@ -333,7 +345,7 @@ def allowed_identifiers() -> set[str]:
     for table in SOURCE_TABLES.values():
         names |= {table.name, f"_stage_{table.name}", f"_old_{table.name}", *table.column_names}
     for table in WAREHOUSE_TABLES.values():
-        names |= {table.name, f"_stage_{table.name}", *table.column_names}
+        names |= {table.name, f"_stage_{table.name}", f"_stage_{table.name}_key", *table.column_names}
         names |= {f"ix_{table.name}__{'_'.join(columns)}" for columns in table.indexes}
     return names
 
@@ -423,13 +435,15 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]
 
 
 def test_every_statement_names_only_allow_listed_identifiers_and_binds_every_value(
-    databases: tuple[str, str], small_files: dict[str, bytes], tmp_path: Path  # noqa: F811
+    databases: tuple[str, str], small_files: dict[str, bytes], tmp_path: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source_url, warehouse_url = databases
     bulk_off = f"{source_url}?local_infile=0" if source_url.startswith("mysql") else None  # the batched fallback
     log = StatementLog()
     for url in filter(None, (source_url, warehouse_url, bulk_off)):
         log.attach(url)
+    log.attach_adbc(monkeypatch)
 
     source, warehouse = MySQLIOManager(url=source_url), PostgresIOManager(url=warehouse_url)
     frames = hostile_source_frames(small_files)

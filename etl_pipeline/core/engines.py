@@ -6,18 +6,22 @@ message that names the host and database but never the password.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
+import adbc_driver_sqlite.dbapi as adbc_sqlite
 import sqlalchemy as sa
 
 from etl_pipeline.core.redaction import redact
 
 #: Seconds to wait for a server before giving up (a run must fail fast, not hang).
 CONNECT_TIMEOUT_S = 5
-#: Seconds a SQLite writer waits for another connection's lock before it fails.
+#: Seconds a SQLite writer waits for another connection's lock before it fails (the pragma of
+#: :func:`adbc_sqlite_connection` says the same in milliseconds).
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
@@ -41,6 +45,16 @@ def get_engine(url: str) -> sa.Engine:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     return _pooled_engine(url)
+
+
+@contextlib.contextmanager
+def adbc_sqlite_connection(path: Path, autocommit: bool = False) -> Iterator[adbc_sqlite.Connection]:
+    """An ADBC connection to the SQLite file ``path`` (closed on exit) whose writes wait for another writer's lock
+    as long as the SQLAlchemy engines' do. The bulk loads use it: the driver binds Arrow batches in C."""
+    with contextlib.closing(adbc_sqlite.connect(str(path), autocommit=autocommit)) as connection:
+        with contextlib.closing(connection.cursor()) as cursor:
+            cursor.execute("PRAGMA busy_timeout = 30000")  # SQL text holds no computed value
+        yield connection
 
 
 def backend(url: str) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 
+import adbc_driver_manager
 import dagster as dg
 import pandas as pd
 import psycopg2
@@ -111,7 +112,8 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             return dict(zip(contents, backend.load(loads)))
         except TableLoadError as exc:
             failed, cause = exc.table, exc.__cause__
-        except (ValueError, pa.ArrowException, psycopg2.Error, sqlite3.Error, sa.exc.SQLAlchemyError) as exc:
+        except (ValueError, pa.ArrowException, psycopg2.Error, sqlite3.Error, adbc_driver_manager.Error,
+                sa.exc.SQLAlchemyError) as exc:
             cause = exc
         kept = ("its previous content is unchanged" if len(contents) == 1
                 else f"none of the {len(contents)} tables ({', '.join(contents)}) was changed")

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Protocol
 
 import adbc_driver_manager
-import adbc_driver_sqlite.dbapi as adbc_sqlite
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from etl_pipeline.core.engines import SQLITE_BUSY_TIMEOUT_S, describe_url, get_engine, sqlite_file
+from etl_pipeline.core.engines import adbc_sqlite_connection, describe_url, get_engine, sqlite_file
 from etl_pipeline.core.source_schema import TableSchema, arrow_schema, frame_of
 from etl_pipeline.resources.source_tables import in_schema_order, sql_table, table_schema
 
@@ -115,9 +114,8 @@ def _replace_sqlite(
     for schema in schemas.values():
         sql_table(schema, metadata=metadata)
     metadata.create_all(engine)
-    with contextlib.closing(adbc_sqlite.connect(str(path))) as conn:  # not autocommit: one transaction
+    with adbc_sqlite_connection(path) as conn:  # not autocommit: one transaction
         with contextlib.closing(conn.cursor()) as cursor:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
             for name, schema in schemas.items():
                 cursor.execute(f'DELETE FROM "{name}"')
                 for batch in frames[name].batches():

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+import adbc_driver_manager
 import psycopg2
 import pyarrow as pa
 import sqlalchemy as sa
@@ -52,6 +53,11 @@ class LoadStats:
         return self.rows - self.inserted - self.updated
 
 
+def stage_name(table: WarehouseTable) -> str:
+    """The (unquoted) name of ``table``'s temporary staging table."""
+    return f"_stage_{table.name}"
+
+
 class WarehouseBackend(ABC):
     """One load, and what differs between PostgreSQL and SQLite around it."""
 
@@ -71,12 +77,13 @@ class WarehouseBackend(ABC):
             for table, batches in loads:
                 try:
                     stats.append(self._load_one(cursor, table, batches))
-                except (ValueError, pa.ArrowException, psycopg2.Error, sqlite3.Error) as exc:
+                except (ValueError, pa.ArrowException, psycopg2.Error, sqlite3.Error,
+                        adbc_driver_manager.Error) as exc:
                     raise TableLoadError(table.name) from exc
             return stats
 
     def _load_one(self, cursor, table: WarehouseTable, batches: Iterator[pa.RecordBatch]) -> LoadStats:
-        stage = quote(f"_stage_{table.name}")
+        stage = quote(stage_name(table))
         self.create_table(cursor, table)
         self.check_existing(cursor, table)
         self.comment(cursor, table)
@@ -89,11 +96,15 @@ class WarehouseBackend(ABC):
         cursor.execute(new_rows_sql(table, stage))
         inserted = cursor.fetchone()[0]
         cursor.execute(upsert_sql(table, stage, self.distinct))
-        changed = cursor.rowcount  # rows inserted or updated
+        changed = self.affected_rows(cursor)  # rows inserted or updated
         cursor.execute(delete_sql(table, stage))
-        deleted = cursor.rowcount
+        deleted = self.affected_rows(cursor)
         self.drop_stage(cursor, stage)
         return LoadStats(self.qualified_name(cursor, table), rows, inserted, changed - inserted, deleted)
+
+    def affected_rows(self, cursor) -> int:
+        """The rows the last INSERT, UPDATE or DELETE changed."""
+        return cursor.rowcount
 
     def check_existing(self, cursor, table: WarehouseTable) -> None:
         """Refuse a table whose columns differ from the model's, except that columns the model appends after the

@@ -44,6 +44,14 @@ def test_column_definitions_with_comments_on_one_line_each() -> None:
     )
 
 
+def test_column_definitions_of_a_stage_without_its_key() -> None:
+    assert sql.column_definitions(SALES, TYPES, primary_key=False) == (
+        '\n  "day" date NOT NULL,'
+        '\n  "shop" text NOT NULL,'
+        '\n  "amount" double precision\n'
+    )
+
+
 def test_index_statements() -> None:
     assert sql.index_statements(SALES) == [
         'CREATE INDEX IF NOT EXISTS "ix_sales__shop" ON "sales" ("shop")',
@@ -62,14 +70,15 @@ def test_new_rows_sql() -> None:
 def test_upsert_sql_updates_only_rows_whose_values_differ() -> None:
     assert sql.upsert_sql(SALES, STAGE, "IS DISTINCT FROM") == (
         'INSERT INTO "sales" ("day", "shop", "amount") SELECT "day", "shop", "amount" FROM "_stage_sales" '
-        'WHERE true ON CONFLICT ("day", "shop") DO UPDATE SET "amount" = excluded."amount" '
+        'WHERE true ORDER BY "day", "shop" ON CONFLICT ("day", "shop") DO UPDATE SET "amount" = excluded."amount" '
         'WHERE ("sales"."amount") IS DISTINCT FROM (excluded."amount")'
     )
 
 
 def test_upsert_sql_of_a_table_that_is_all_key_does_nothing_on_conflict() -> None:
     assert sql.upsert_sql(KEYS_ONLY, '"_stage_days"', "IS NOT") == (
-        'INSERT INTO "days" ("day") SELECT "day" FROM "_stage_days" WHERE true ON CONFLICT ("day") DO NOTHING'
+        'INSERT INTO "days" ("day") SELECT "day" FROM "_stage_days" WHERE true ORDER BY "day" '
+        'ON CONFLICT ("day") DO NOTHING'
     )
 
 
