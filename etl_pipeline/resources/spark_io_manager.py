@@ -95,9 +95,9 @@ class SparkIOManager(dg.ConfigurableIOManager):
 
 
 def ddl(schema: StructType) -> str:
-    """``schema`` as DDL (```name` type, ...``), without field metadata: a schema both engines parse (Sail cannot
-    parse a JSON schema, nor read back some metadata it writes). Flat schemas only (nested field names are not
-    quoted)."""
+    """``schema`` as DDL (```name` type, ...``), without field metadata: a schema both engines take the same way
+    (Sail attaches ``SPARK::metadata::json`` metadata to some columns it computes). Flat schemas only (nested field
+    names are not quoted)."""
     return ", ".join(f"`{f.name.replace('`', '``')}` {f.dataType.simpleString()}" for f in schema.fields)
 
 
