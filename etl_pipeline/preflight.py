@@ -10,7 +10,6 @@ files, a lake directory, ``local[*]`` Spark) need no server; for them only what 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -22,6 +21,7 @@ import sqlalchemy as sa
 
 from etl_pipeline.core.engines import CONNECT_TIMEOUT_S, check_connection
 from etl_pipeline.core.redaction import redact
+from etl_pipeline.resources import sail_server
 from etl_pipeline.resources.lake import LakeResource, lake_from_settings, split_s3_url
 from etl_pipeline.resources.spark_conf import is_connect, is_local, redact_master
 from etl_pipeline.settings import Settings
@@ -74,8 +74,7 @@ def check_spark(master: str) -> None:
     """``local[*]``: Java is installed; ``sail``: pysail is installed; ``spark://``, ``sc://`` and ``sail://``: the
     master's port accepts connections."""
     if master == "sail":
-        if importlib.util.find_spec("pysail") is None:
-            raise RuntimeError("SPARK_MASTER=sail needs the pysail package (pip install pysail)")
+        sail_server.check_installed()
         return
     if is_local(master):
         java_home = os.environ.get("JAVA_HOME")  # where pyspark's launcher looks first

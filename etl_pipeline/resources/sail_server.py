@@ -8,6 +8,7 @@ PySpark DataFrame code on both engines. Sail logs to stderr at ``RUST_LOG`` leve
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 
@@ -23,6 +24,12 @@ def is_sail(master: str) -> bool:
     return master == "sail" or master.startswith("sail://")
 
 
+def check_installed() -> None:
+    """Raise ``RuntimeError`` when the ``pysail`` package is not installed."""
+    if importlib.util.find_spec("pysail") is None:
+        raise RuntimeError("SPARK_MASTER=sail needs the pysail package (pip install pysail)")
+
+
 def connect_url(master: str) -> str:
     """The ``sc://host:port`` a Connect client uses for ``master`` (``sail`` or ``sail://host:port``).
 
@@ -34,10 +41,8 @@ def connect_url(master: str) -> str:
     with _InProcess.lock:
         if _InProcess.server is None or not _InProcess.server.running:
             os.environ.setdefault("RUST_LOG", "error")  # Sail's log (stderr): no INFO lines, no no-op-hint warnings
-            try:
-                from pysail.spark import SparkConnectServer
-            except ImportError as exc:
-                raise RuntimeError("SPARK_MASTER=sail needs the pysail package (pip install pysail)") from exc
+            check_installed()
+            from pysail.spark import SparkConnectServer
             server = SparkConnectServer(LOOPBACK, 0)
             server.start(background=True)
             _InProcess.server = server
