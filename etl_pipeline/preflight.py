@@ -4,8 +4,8 @@ A wrong URL must cost seconds, not a run: without this, ``covid-etl run`` did al
 the warehouse steps one after another, each after its retries. :func:`check_servers` tries every server the
 configuration names (source database, lake endpoint and bucket, Spark master, warehouse) at once, each bounded
 by a few seconds, and reports every one that failed in one :class:`PreflightError`. Embedded pieces (SQLite
-files, a lake directory, ``local[*]`` Spark) need no server; for them only what a run needs first is checked
-(Java for local Spark).
+files, a lake directory, Sail or ``local[*]`` Spark) need no server; for them only what a run needs first is
+checked (pysail for Sail, Java for local Spark).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def check_servers(settings: Settings) -> None:
     lake = lake_from_settings(settings)
     if lake.is_s3:
         checks[f"LAKE_URL {lake.url} at {lake.s3_endpoint_url or 'AWS'}"] = lambda: check_lake(lake)
-    checks[f"SPARK_MASTER {redact_master(settings.spark_master)}"] = lambda: check_spark(settings.spark_master)
+    checks[f"SPARK_MASTER {redact_master(settings.spark_master)}"] = lambda: check_spark(settings.spark_master,
+                                                                                         lake.url)
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
         futures = {name: pool.submit(check) for name, check in checks.items()}
     problems = []
@@ -70,9 +71,10 @@ def check_lake(lake: LakeResource) -> None:
     lake.filesystem(CONNECT_TIMEOUT_S, CONNECT_TIMEOUT_S, attempts=1).get_file_info(bucket)
 
 
-def check_spark(master: str) -> None:
+def check_spark(master: str, lake_url: str) -> None:
     """``local[*]``: Java is installed; ``sail``: pysail is installed; ``spark://``, ``sc://`` and ``sail://``: the
-    master's port accepts connections."""
+    master's port accepts connections. Sail and an ``s3://`` lake: refused (``ValueError``)."""
+    sail_server.refuse_s3_lake(master, lake_url)
     if master == "sail":
         sail_server.check_installed()
         return

@@ -1,7 +1,7 @@
 """One typed settings object, built from the environment (see README.md "Configuration").
 
 Every variable is optional; the defaults give the embedded mode (SQLite source and warehouse, a lake
-directory, in-process Spark) under ``$ETL_HOME`` (default ``./.etl``). Secrets live only in the
+directory, Sail as the Spark engine) under ``$ETL_HOME`` (default ``./.etl``). Secrets live only in the
 environment: :func:`~etl_pipeline.core.redaction.redact` is what any code that prints or records a URL
 must pass it through.
 """
@@ -15,6 +15,9 @@ from pathlib import Path
 
 from etl_pipeline.core.redaction import redact
 from etl_pipeline.spark_jars import ivy_dir
+
+#: ``SPARK_MASTER`` when unset (embedded): Sail, chosen by measurement (README, "Spark engines").
+EMBEDDED_MASTER = "sail"
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Settings:
             source_db_url=get("SOURCE_DB_URL") or f"sqlite:///{home / 'source.db'}",
             warehouse_db_url=get("WAREHOUSE_DB_URL") or f"sqlite:///{home / 'warehouse.db'}",
             lake_url=(get("LAKE_URL") or str(home / "lake")).rstrip("/"),
-            spark_master=get("SPARK_MASTER") or "local[*]",
+            spark_master=get("SPARK_MASTER") or EMBEDDED_MASTER,
             covid_data_dir=Path(get("COVID_DATA_DIR") or home / "data").expanduser().absolute(),
             spark_jars_ivy=ivy_dir(env),
             dagster_home=Path(get("DAGSTER_HOME") or home / "dagster").expanduser().absolute(),

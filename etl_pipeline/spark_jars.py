@@ -183,6 +183,16 @@ def classpath_conf(packages: Sequence[str], ivy: Path | str) -> dict[str, str]:
                           + FETCH_HINT)
 
 
+def forget_connect_mode() -> None:
+    """Let this process build a classic (JVM) session after a Spark Connect one, and its children too.
+
+    Building a Connect session sets ``SPARK_CONNECT_MODE_ENABLED`` in ``os.environ`` (pyspark's
+    ``SparkSession.Builder.getOrCreate``); while it is set, a classic ``getOrCreate`` here or in any child process
+    fails with ``CONNECT_URL_NOT_SET``. A classic master is chosen explicitly, so the mark is dropped before one
+    is built."""
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+
+
 def fetch_jars(packages: Sequence[str], ivy: Path) -> list[Path]:
     """Resolve ``packages`` into the cache ``ivy`` the way a session would (Spark's Ivy, in a short-lived local
     JVM), list the jar files Spark put on its class path in :func:`manifest_path`, and return them.
@@ -196,6 +206,7 @@ def fetch_jars(packages: Sequence[str], ivy: Path) -> list[Path]:
     if SparkContext._gateway is not None:  # its JVM resolved its packages when it started; it would list those
         raise RuntimeError("fetch_jars needs a process without a Spark JVM: one set of packages per process")
 
+    forget_connect_mode()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     ivy.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.master("local[1]").appName("covid-etl-fetch-jars")

@@ -40,28 +40,28 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://etl_admin:etl-admin-test-pw@127.0.0.1:5432")
 
 
-#: ``--spark-engine``: the engine behind the tests marked ``engines`` (see README, "Spark engines").
-ENGINE_MASTERS = {"spark": "local[2]", "sail": "sail"}
+#: ``--spark-engine``: the engine under test (see README, "Spark engines").
+ENGINE_MASTERS = {"sail": "sail", "spark": "local[2]"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--spark-engine", choices=sorted(ENGINE_MASTERS), default="spark",
-                     help="spark (Apache Spark, local[2]; every test) or sail (Sail in this process; only the tests "
-                          "marked `engines`, which hold for both engines)")
+    parser.addoption("--spark-engine", choices=sorted(ENGINE_MASTERS), default="sail",
+                     help="sail (the embedded default, a Sail server in a child process; every test) or spark "
+                          "(Apache Spark, local[2]; only the tests marked `engines`, which hold for both engines)")
 
 
 #: The ``SPARK_MASTER`` of the ``covid-etl`` child processes (:func:`embedded_env`): unset (the embedded default,
-#: ``local[*]``) unless ``--spark-engine=sail``.
+#: Sail) unless ``--spark-engine=spark`` (``local[*]``).
 _CHILD_MASTER: dict[str, str] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--spark-engine") == "sail":
-        _CHILD_MASTER["SPARK_MASTER"] = ENGINE_MASTERS["sail"]
+    if config.getoption("--spark-engine") == "spark":
+        _CHILD_MASTER["SPARK_MASTER"] = "local[*]"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--spark-engine") == "spark":
+    if config.getoption("--spark-engine") == "sail":
         return
     kept = [item for item in items if item.get_closest_marker("engines")]
     config.hook.pytest_deselected(items=[item for item in items if item not in kept])

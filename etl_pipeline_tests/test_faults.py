@@ -905,12 +905,14 @@ def test_worldometer_spelling_a_jhu_name_or_a_former_name_keeps_every_population
 
 
 def test_the_preflight_of_sail_needs_pysail_or_the_server_s_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``sail`` runs in this process, so only the package is checked; ``sail://`` names a server, whose port must
-    answer, as for ``sc://``."""
-    check_spark("sail")  # pysail is a dependency of the project
+    """``sail`` is started by the run itself, so only the package is checked; ``sail://`` names a server, whose port
+    must answer, as for ``sc://``; Sail on an ``s3://`` lake is refused before anything starts."""
+    check_spark("sail", "/tmp/lake")  # pysail is a dependency of the project
+    with pytest.raises(ValueError, match="SPARK_MASTER=sail: Sail runs on a lake directory only, not on s3://lake"):
+        check_spark("sail", "s3://lake")
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None if name == "pysail" else object())
     with pytest.raises(RuntimeError, match=r"SPARK_MASTER=sail needs the pysail package \(pip install pysail\)"):
-        check_spark("sail")
+        check_spark("sail", "/tmp/lake")
     port = free_port()
     with pytest.raises(RuntimeError, match=f"cannot connect to 127.0.0.1:{port}"):
-        check_spark(f"sail://127.0.0.1:{port}")
+        check_spark(f"sail://127.0.0.1:{port}", "/tmp/lake")

@@ -165,8 +165,8 @@ def runs(accounts: Accounts, data_dir: Path, tmp_path_factory: pytest.TempPathFa
                        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", AWS_ACCESS_KEY_ID="etl-access-key",
                        AWS_SECRET_ACCESS_KEY=accounts.secrets["S3 secret key"])
     killed_log = root / "killed.log"
-    kill_once_spark_writes([sys.executable, "-m", "etl_pipeline.cli", "run", "--data-dir", str(data_dir)], env,
-                           runs.home / "lake", killed_log)
+    kill_once_spark_writes([sys.executable, "-m", "etl_pipeline.cli", "run", "--verbose", "--data-dir",
+                            str(data_dir)], env, runs.home / "lake", killed_log)  # verbose: step logs to search
     runs.texts["output of the killed run"] = killed_log.read_text(errors="replace")
 
     complete_log = root / "complete.log"
@@ -212,7 +212,8 @@ def test_no_output_event_record_or_file_of_the_runs_holds_a_secret(runs: Runs) -
     user = sa.make_url(runs.accounts.warehouse_url).username
     # the places searched hold the (redacted) URLs: the search looks where a secret would be
     assert f"{user}:***@127.0.0.1:5432/{user}" in runs.texts["event log"]
-    assert "Spark" in runs.texts["output of the killed run"] and "SUCCESS" in runs.texts["output of the complete run"]
+    assert "STEP_START" in runs.texts["output of the killed run"]
+    assert "SUCCESS" in runs.texts["output of the complete run"]
     for what, secret in runs.accounts.secrets.items():
         for place, text in runs.texts.items():
             assert secret not in text, f"the {what} appears in the {place}"

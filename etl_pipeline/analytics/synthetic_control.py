@@ -156,6 +156,17 @@ def _rmspe(gap: np.ndarray) -> float:
     return float(np.sqrt(np.mean(gap**2))) if gap.size else math.nan
 
 
+#: A pre-period RMSPE below this share of the treated unit's pre-period RMS level is rounding, not misfit.
+EXACT_FIT_TOLERANCE = 1e-12
+
+
+def _pre_rmspe(gap: np.ndarray, actual: np.ndarray) -> float:
+    """The pre-period RMSPE, 0 for a fit exact up to floating-point rounding (:data:`EXACT_FIT_TOLERANCE`): the
+    solver's weights are exact only to rounding, which differs between CPUs, and an exact fit must rank as one."""
+    rmspe = _rmspe(gap)
+    return 0.0 if rmspe <= EXACT_FIT_TOLERANCE * _rmspe(actual) else rmspe
+
+
 @dataclass(frozen=True, eq=False)
 class _Study:
     """One validated specification: the outcomes (time x unit, treated first) and the unscaled predictors
@@ -266,7 +277,7 @@ def _fit(study: _Study) -> SyntheticControlResult:
         actual=wide[treated].rename("actual"),
         synthetic=pd.Series(synthetic, index=wide.index, name="synthetic"),
         gap=pd.Series(gap, index=wide.index, name="gap"),
-        pre_rmspe=_rmspe(gap[pre]),
+        pre_rmspe=_pre_rmspe(gap[pre], y[pre]),
         post_rmspe=_rmspe(gap[~pre]),
         loss_v=float(np.mean(gap[fitted] ** 2)),
         loss_w=loss_w,

@@ -2,20 +2,19 @@
 
 ``master`` (``SPARK_MASTER``) picks where Spark runs:
 
-- ``local[*]``: a JVM inside this process (a cold start costs seconds, so it is paid once per process);
+- ``sail`` (the embedded default) or ``sail://host:port``: a Spark Connect client of Sail, a JVM-free engine
+  (:mod:`etl_pipeline.resources.sail_server`; ``sail`` runs it in a child process of this one);
+- ``local[*]``: Apache Spark, a JVM inside this process (a cold start costs seconds, paid once per process);
 - ``spark://host:port``: a standalone cluster, with this process as the driver;
-- ``sc://host:port``: a Spark Connect client (sub-second), the server owning the JVM;
-- ``sail`` or ``sail://host:port``: a Spark Connect client of Sail, a JVM-free engine
-  (:mod:`etl_pipeline.resources.sail_server`; ``sail`` runs it inside this process).
+- ``sc://host:port``: a Spark Connect client (sub-second), the server owning the JVM.
 
 What the session is built with is :mod:`etl_pipeline.resources.spark_conf` (the lake's ``s3a`` settings come
 from the :class:`~etl_pipeline.resources.lake.LakeResource` handed to the resource).
 
 A process holds one session at a time, keyed by its configuration: every resource instance with the same
 configuration gets the same session; asking for a different one stops the current session first (tests
-switch masters this way; a deployment never does, its configuration is fixed per process). PySpark turns a
-process that opened a Connect session into a Connect-only process, so ``sc://`` cannot switch back to a
-classic master within one process. The session is stopped at interpreter exit.
+switch masters this way; a deployment never does, its configuration is fixed per process). The session is
+stopped at interpreter exit.
 """
 
 from __future__ import annotations
@@ -48,7 +47,15 @@ from etl_pipeline.resources.spark_conf import (
     resolve_conf_file,
     session_conf,
 )
-from etl_pipeline.spark_jars import JarsUnavailable, delta_packages, ivy_dir, s3a_packages, unavailable_message
+from etl_pipeline.settings import EMBEDDED_MASTER
+from etl_pipeline.spark_jars import (
+    JarsUnavailable,
+    delta_packages,
+    forget_connect_mode,
+    ivy_dir,
+    s3a_packages,
+    unavailable_message,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession as ClassicSession
@@ -84,6 +91,7 @@ def _build(master: str, app_name: str, conf: Mapping[str, str]) -> AnySparkSessi
     if is_connect(master):
         url = sail_server.connect_url(master) if sail_server.is_sail(master) else master
         return SparkSession.builder.remote(url).config(map=dict(conf)).getOrCreate()
+    forget_connect_mode()
     if is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local executors run this interpreter
@@ -137,7 +145,7 @@ atexit.register(stop_process_session)
 class SparkSessionResource(dg.ConfigurableResource):
     """Hands every Spark step of a process the same session (see the module docstring)."""
 
-    master: str = Field(default="local[*]",
+    master: str = Field(default=EMBEDDED_MASTER,
                         description="local[*], spark://host:port, sc://host:port, sail or sail://host:port")
     lake: LakeResource | None = Field(default=None, description="the lake this session reads and writes (its "
                                       "s3a settings); none for a session that never touches the lake")
@@ -174,11 +182,10 @@ class SparkSessionResource(dg.ConfigurableResource):
                             self.lake.s3a_conf() if self.lake else None)
 
     def get_session(self) -> AnySparkSession:
-        """The process's session (see the module docstring). Raises ``ValueError`` for Sail on an ``s3://`` lake:
-        Sail would need the lake's credentials in its own environment, which this project does not hand it."""
-        if sail_server.is_sail(self.master) and self.lake is not None and self.lake.is_s3:
-            raise ValueError(f"SPARK_MASTER={self.master}: Sail runs on a lake directory only, not on "
-                             f"{self.lake.url}; use Apache Spark (local[*], spark:// or sc://) for an s3:// lake")
+        """The process's session (see the module docstring). Raises ``ValueError`` for Sail on an ``s3://`` lake
+        (:func:`~etl_pipeline.resources.sail_server.refuse_s3_lake`)."""
+        if self.lake is not None:
+            sail_server.refuse_s3_lake(self.master, self.lake.url)
         conf = self.conf()
         if self.class_archive and is_local(self.master):
             options = conf.get("spark.driver.extraJavaOptions", "")

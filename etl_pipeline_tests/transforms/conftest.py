@@ -1,4 +1,4 @@
-"""One Spark session for the transform tests (local Apache Spark, or Sail under ``--spark-engine=sail``), and the
+"""One Spark session for the transform tests (Sail, or local Apache Spark under ``--spark-engine=spark``), and the
 shared COVID data as simulated bronze tables.
 
 ``raw`` holds the CSVs exactly as published (raw headers) for computing expected numbers independently;
