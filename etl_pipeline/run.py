@@ -203,9 +203,11 @@ def output_locations(settings: Settings, run_id: str | None, success: bool = Tru
     the Dagster UI, where the failed steps' logs are (the warehouse may not exist yet)."""
     lake = settings.lake_url if settings.lake_url.startswith("s3://") else str(Path(settings.lake_url).resolve())
     warehouse = describe_url(settings.warehouse_db_url)
+    # The commands below read the configuration of their own environment: name what this run's environment changed.
+    env = f"ETL_HOME={shlex.quote(str(settings.etl_home))} " if "ETL_HOME" in settings.from_environment else ""
     output = {
-        "lake": lake + ("  (Delta tables; versions: covid-etl lake history gold.covid19_daily_stats)" if success
-                        else ""),
+        "lake": lake + (f"  (Delta tables; versions: {env}covid-etl lake history gold.covid19_daily_stats)"
+                        if success else ""),
         "warehouse": warehouse,
         "run history": f"{settings.dagster_home.resolve()}" + (f"  (run {run_id})" if run_id else ""),
     }
@@ -215,10 +217,9 @@ def output_locations(settings: Settings, run_id: str | None, success: bool = Tru
     else:  # no password in the URL: psql asks for it (or reads PGPASSWORD)
         query = (f'psql "{url.set(drivername="postgresql", password=None).render_as_string()}"  (query the '
                  "warehouse)")
-    # The dashboard reads the warehouse of its own environment: name what this run's environment changed.
-    env = f"ETL_HOME={shlex.quote(str(settings.etl_home))} " if "ETL_HOME" in settings.from_environment else ""
     same = ", with the same WAREHOUSE_DB_URL" if "WAREHOUSE_DB_URL" in settings.from_environment else ""
-    ui = (f"DAGSTER_HOME={settings.dagster_home.resolve()} dg dev -h 127.0.0.1 -p 3000   (this run, its checks "
+    runs = "this run, its checks" if run_id else "the earlier runs, their checks"  # none: nothing was stale
+    ui = (f"DAGSTER_HOME={settings.dagster_home.resolve()} dg dev -h 127.0.0.1 -p 3000   ({runs} "
           "and step logs at http://127.0.0.1:3000)")
     if not success:
         return output, [ui]

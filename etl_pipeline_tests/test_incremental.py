@@ -83,6 +83,8 @@ def test_unchanged_files_materialize_nothing_and_change_nothing(home: Path, data
         out[2]]
     assert out[2].startswith("SUCCESS in ")
     assert "layer" not in result.stdout  # no layer table: no run materialized anything
+    assert (f"  DAGSTER_HOME={home / 'dagster'} dg dev -h 127.0.0.1 -p 3000   (the earlier runs, their checks and "
+            "step logs at http://127.0.0.1:3000)") in out
     assert lake_versions(home) == versions
     assert content_digest(f"sqlite:///{home / 'warehouse.db'}") == warehouse
     assert runs_of(home) == [*jobs, "observe_sources_job"]  # the sources were observed; no Spark, no asset job

@@ -78,7 +78,8 @@ def test_summary_says_where_the_output_landed_and_what_to_do_next(embedded_run):
         limit=1, filters=dg.RunsFilter(job_name=ALL_ASSETS_JOB))]
     assert tail[:4] == [
         "output:",
-        f"  lake:        {home / 'lake'}  (Delta tables; versions: covid-etl lake history gold.covid19_daily_stats)",
+        f"  lake:        {home / 'lake'}  (Delta tables; versions: ETL_HOME={home} covid-etl lake history "
+        "gold.covid19_daily_stats)",
         f"  warehouse:   sqlite:///{home / 'warehouse.db'}",
         f"  run history: {home / 'dagster'}  (run {run_id})",
     ]
