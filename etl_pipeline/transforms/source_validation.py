@@ -219,8 +219,8 @@ def _blank(row: list[str]) -> bool:
 
 
 def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Problems,
-                problems: _Problems) -> Iterator[pd.DataFrame]:
-    """The data rows as DataFrames of strings, ``CHUNK_ROWS`` at a time, indexed by data row - 1.
+                problems: _Problems) -> Iterator[_RawChunk]:
+    """The data rows as text, ``CHUNK_ROWS`` at a time (:class:`_RawChunk`).
 
     Raises at once for a missing or bad header. A row with the wrong number of fields goes to ``shape``, and
     from then on rows are only counted. A field that is not UTF-8 goes to ``problems``. Blank rows at the end
@@ -228,12 +228,12 @@ def _raw_chunks(schema: TableSchema, reader: Iterator[list[str]], shape: _Proble
     """
     header_row, number, rows = None, 0, []  # number: data rows before ``rows``
 
-    def checked(ready: list[list[str]]) -> Iterator[pd.DataFrame]:
+    def checked(ready: list[list[str]]) -> Iterator[_RawChunk]:
         nonlocal number
         _check_rows(header, ready, number + 1, shape, problems)
         number += len(ready)
         if not shape:  # once a row has the wrong number of fields, only such problems are looked for
-            yield _frame(ready, header, number)
+            yield _raw_chunk(ready, header, number)
 
     try:
         header_row = next(reader, None)
@@ -297,20 +297,29 @@ def _report_not_utf8(header: list[str], number: int, row: list[str], problems: _
     return shown_row + row[len(header):]
 
 
-def _frame(rows: list[list[str]], header: list[str], last: int) -> pd.DataFrame:
-    """``rows`` as strings, indexed by data row - 1 (``last`` is the data row number of the last one)."""
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    frame.index = pd.RangeIndex(last - len(rows), last)
-    return frame
+@dataclass(frozen=True)
+class _RawChunk:
+    """A chunk of data rows as text, column by column (header name -> Arrow strings); ``index``: each row's data
+    row number - 1."""
+
+    columns: dict[str, pa.Array]
+    index: pd.RangeIndex
 
 
-def _typed(schema: TableSchema, raw: pd.DataFrame, problems: _Problems) -> pa.Table | None:
+def _raw_chunk(rows: list[list[str]], header: list[str], last: int) -> _RawChunk:
+    """``rows`` (all of ``len(header)`` fields), ``last`` being the data row number of the last one. Transposed in C
+    (``zip``) and made Arrow column by column: no DataFrame of Python objects in between."""
+    columns = {name: pa.array(values, pa.string()) for name, values in zip(header, zip(*rows))}
+    return _RawChunk(columns, pd.RangeIndex(last - len(rows), last))
+
+
+def _typed(schema: TableSchema, raw: _RawChunk, problems: _Problems) -> pa.Table | None:
     """The chunk with typed columns; None when the file has a problem so far (it is refused: the other values
     are still checked). A conversion that raises is reported as a problem of the first row whose value makes it
     raise."""
     typed = []
     for column in schema.columns:
-        values = pc.utf8_trim_whitespace(pa.array(raw[column.header].to_numpy(), pa.string()))
+        values = pc.utf8_trim_whitespace(raw.columns[column.header])
         try:
             typed.append(_convert(schema, column, values, raw.index, problems))
         except Exception as exc:  # noqa: BLE001 - named with row, column and value below, never a bare message
