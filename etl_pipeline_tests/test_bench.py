@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl_pipeline.bench.pipeline_runs import Pipelines, scale
+from etl_pipeline.bench.pipeline_runs import Pipelines, incremental_day, scale
 from etl_pipeline.bench.report import NAME_WIDTH
 from etl_pipeline.bench.runner import BENCHMARKS
 from etl_pipeline.bench.scale import Scale, scale_dataset, shrink_dataset
+from etl_pipeline.bench.timing import interleaved
 from etl_pipeline.core.source_schema import SOURCE_TABLES
 from etl_pipeline_tests.conftest import ABSENT_FROM_WORLDOMETER, REPO_ROOT, WORLDOMETER_NAMES, embedded_env
 
@@ -27,15 +28,17 @@ RESULT_KEYS = {"name", "ours", "baseline", "ratio_kind", "ours_s", "baseline_s",
 @pytest.fixture(scope="module")
 def quick_bench(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, mysql_server_url: str,
                 postgres_server_url: str) -> dict:
-    """One ``covid-etl bench --quick`` against the test servers, with its own temporary directory."""
+    """One ``covid-etl bench --quick --repeat 1`` against the test servers, with its own temporary directory: the
+    record's shape needs one repetition of each measurement (``test_repetitions_alternate_and_report_medians``
+    covers the repetitions themselves); three took 11 minutes of the suite on a slow machine."""
     root = tmp_path_factory.mktemp("bench")
     temp = root / "tmp"
     temp.mkdir()
     record = root / "bench.json"
     env = embedded_env(root / "etl_home", SOURCE_DB_URL=mysql_server_url, WAREHOUSE_DB_URL=postgres_server_url,
                        TMPDIR=str(temp))
-    process = subprocess.Popen([sys.executable, "-m", "etl_pipeline.cli", "bench", "--quick", "--data-dir",
-                                str(data_dir), "--json", str(record)], env=env, cwd=REPO_ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "etl_pipeline.cli", "bench", "--quick", "--repeat", "1",
+                                "--data-dir", str(data_dir), "--json", str(record)], env=env, cwd=REPO_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = process.communicate(timeout=1800)
     assert process.returncode == 0, f"covid-etl bench failed:\n{out}\n{err[-5000:]}"
@@ -79,7 +82,8 @@ def gold_rows(tables: dict[str, pd.DataFrame]) -> int:
 def test_every_benchmark_is_reported_with_the_same_fields(quick_bench: dict) -> None:
     assert [r["name"] for r in quick_bench["json"]["results"]] == [
         "warehouse_load", "source_load", "source_extract", "end_to_end", "sail_end_to_end", "spark_steps",
-        "scale_10x", "scale_10x_floor", "sail_scale_10x", "scale_100x", "scale_100x_floor", "sail_scale_100x"]
+        "scale_10x", "scale_10x_floor", "sail_scale_10x", "scale_100x", "scale_100x_floor", "sail_scale_100x",
+        "incremental_day", "incremental_day_100x"]
     assert set(BENCHMARKS) <= {r["name"] for r in quick_bench["json"]["results"]}
     assert all(set(r) == RESULT_KEYS for r in quick_bench["json"]["results"])
     assert {"cores", "memory_gb", "cpu", "python", "java", "pyspark", "load_average_at_start",
@@ -91,7 +95,7 @@ def test_only_the_scale_runs_are_skipped_in_quick_mode_and_say_so(quick_bench: d
     skipped = {name: r["skipped"] for name, r in results(quick_bench).items() if r["skipped"]}
     assert skipped == {name: "not run with --quick"
                        for name in ("scale_10x", "scale_10x_floor", "sail_scale_10x", "scale_100x",
-                                    "scale_100x_floor", "sail_scale_100x")}
+                                    "scale_100x_floor", "sail_scale_100x", "incremental_day", "incremental_day_100x")}
     for name in skipped:
         assert f"{name:<{NAME_WIDTH}}skipped: not run with --quick" in quick_bench["stdout"]
 
@@ -101,7 +105,7 @@ def test_every_ratio_is_computed_from_two_measured_medians(quick_bench: dict) ->
         if r["skipped"]:
             assert r["ratio"] is None and r["ours_runs"] == r["baseline_runs"] == []
             continue
-        assert r["repetitions"] == len(r["ours_runs"]) == len(r["baseline_runs"]) >= 3, name
+        assert r["repetitions"] == len(r["ours_runs"]) == len(r["baseline_runs"]) == 1, name
         assert all(t > 0 for t in r["ours_runs"] + r["baseline_runs"]), name
         assert r["ours_s"] == pytest.approx(statistics.median(r["ours_runs"]), abs=1e-3), name
         assert r["baseline_s"] == pytest.approx(statistics.median(r["baseline_runs"]), abs=1e-3), name
@@ -111,6 +115,22 @@ def test_every_ratio_is_computed_from_two_measured_medians(quick_bench: dict) ->
             op, value = r["target"].split()
             assert r["met"] == (r["ratio"] >= float(value) if op == ">=" else r["ratio"] <= float(value)), name
         assert f"{name:<{NAME_WIDTH}}{r['ours_s']:>10.3f}{r['baseline_s']:>12.3f}{r['ratio']:>8.2f}x" in quick_bench["stdout"]
+
+
+def test_repetitions_alternate_and_report_medians() -> None:
+    """ours, baseline, ours, baseline, ... each preceded by ``before_each``; a measured callable may report its own
+    seconds; the pair's figures are the medians."""
+    calls: list[str] = []
+    ours_s, baseline_s = iter([3.0, 1.0, 2.0]), iter([10.0, 30.0, 20.0])
+    pair = interleaved(lambda: calls.append("ours") or next(ours_s),
+                       lambda: calls.append("baseline") or next(baseline_s), 3,
+                       before_each=lambda: calls.append("reset"))
+    assert calls == ["reset", "ours", "reset", "baseline"] * 3
+    assert (pair.ours, pair.baseline) == ([3.0, 1.0, 2.0], [10.0, 30.0, 20.0])
+    assert (pair.ours_s, pair.baseline_s) == (2.0, 20.0)
+    assert interleaved(lambda: None, lambda: None, 1).ours[0] >= 0  # None: the callable's wall time
+    with pytest.raises(ValueError, match="repeat must be at least 1"):
+        interleaved(lambda: 1.0, lambda: 1.0, 0)
 
 
 def test_the_targets_are_those_of_the_issue(quick_bench: dict) -> None:
@@ -197,3 +217,21 @@ def test_a_scale_run_reports_growth_and_memory_per_phase(tmp_path: Path, tiny_di
     assert against_floor.ours_runs == result.ours_runs and len(against_floor.baseline_runs) == 1
     assert against_floor.ratio == pytest.approx(result.ours_s / against_floor.baseline_s, rel=1e-3)
     assert against_floor.details["gold_rows"] == {"ours": result.rows, "floor": result.rows}
+
+
+def test_taking_in_one_new_day_is_timed_against_a_run_from_scratch(tmp_path: Path, tiny_dir: Path,
+                                                                   tiny: dict[str, pd.DataFrame]) -> None:
+    """The incremental_day benchmark's own code on the quick dataset, once: a home over its first 29 days, then
+    day 30 taken in, against a run over the 30 days from scratch."""
+    pipelines = Pipelines(tmp_path, progress=lambda message: None)
+    result = incremental_day(pipelines, tiny_dir, repeat=1)
+
+    before = {name: pd.read_csv(tmp_path / f"{tiny_dir.name}_day_before" / t.file_name)
+              for name, t in SOURCE_TABLES.items()}
+    assert before["covid19_time_series"]["Date"].nunique() == 29
+    assert set(before["covid19_time_series"]["Date"]) < set(tiny["covid19_time_series"]["Date"])
+    assert result.rows == gold_rows(tiny)  # the incremental run ends with the gold tables of all 30 days
+    assert (result.name, result.ratio_kind, result.interleaved, result.repetitions) == (
+        "incremental_day", "cost", True, 1)
+    assert result.ratio == pytest.approx(result.ours_s / result.baseline_s, rel=1e-3)
+    assert result.notes[0].startswith("29 days, then day 30: ")

@@ -1,8 +1,11 @@
 """``covid-etl run`` as a bench child: the same ``run_pipeline`` call, plus a JSON record of when each step ran.
 
-``python -m etl_pipeline.bench.pipeline_child DATA_DIR RECORD_JSON`` prints the run summary as ``covid-etl run``
-does and writes ``{"success", "wall_s", "steps": [{"key", "layer", "start", "end"}], "spark_start_s"}``; the
-parent combines the step windows with its memory samples to report time and peak RSS per layer.
+``python -m etl_pipeline.bench.pipeline_child DATA_DIR RECORD_JSON [--history]`` prints the run summary as
+``covid-etl run`` does and writes ``{"success", "wall_s", "steps": [{"key", "layer", "start", "end"}],
+"spark_start_s"}``; the parent combines the step windows with its memory samples to report time and peak RSS per
+layer. The run's Dagster instance is ephemeral (nothing of it is kept), unless ``--history``: then it is the
+``ETL_HOME``'s, as for ``covid-etl run``, so that a later run over the same home knows what is up to date (the
+incremental benchmark).
 """
 
 from __future__ import annotations
@@ -35,18 +38,19 @@ def step_layer(step_key: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    data_dir, record = Path(argv[0]), Path(argv[1])
+    data_dir, record, history = Path(argv[0]), Path(argv[1]), "--history" in argv[2:]
     import dagster as dg
 
-    from etl_pipeline.run import run_pipeline
+    from etl_pipeline.run import run_history, run_pipeline
     from etl_pipeline.settings import Settings
 
     spark_log = logging.getLogger("etl_pipeline.resources.spark")
     session = _SessionStart()
     spark_log.addHandler(session)
     spark_log.setLevel(logging.INFO)
-    with dg.DagsterInstance.ephemeral() as instance:
-        summary = run_pipeline(Settings.from_env(), data_dir, instance=instance)
+    settings = Settings.from_env()
+    with run_history(settings) if history else dg.DagsterInstance.ephemeral() as instance:
+        summary = run_pipeline(settings, data_dir, instance=instance)
         [run] = instance.get_runs(limit=1)
         steps = [{"key": s.step_key, "layer": step_layer(s.step_key), "start": s.start_time, "end": s.end_time}
                  for s in instance.get_run_step_stats(run.run_id) if s.start_time and s.end_time]

@@ -11,17 +11,21 @@ archive, and the median is taken over it and two warm runs).
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from etl_pipeline.bench.pipeline_child import LAYERS
 from etl_pipeline.bench.processes import ChildRun, child_env, python_module, run_child
 from etl_pipeline.bench.report import Result, Target
-from etl_pipeline.bench.scale import scale_dataset
+from etl_pipeline.bench.scale import scale_dataset, shrink_dataset
 from etl_pipeline.bench.timing import Pair, interleaved
+from etl_pipeline.core.source_schema import SOURCE_TABLES
 
 MB = 2**20
 #: The Dagster process's memory budget at 100x (the issue's acceptance criterion).
@@ -81,10 +85,14 @@ class Pipelines:
         """A child's environment; ``engine`` ``sail`` sets ``SPARK_MASTER=sail``, ``spark`` ``local[*]``."""
         return child_env(home, XDG_CACHE_HOME=str(self.cache), **ENGINE_ENV[engine])
 
-    def run(self, data_dir: Path, home: Path | None = None, engine: str = "spark") -> PipelineRun:
+    def run(self, data_dir: Path, home: Path | None = None, engine: str = "spark",
+            history: bool = False) -> PipelineRun:
+        """One ``covid-etl run`` child over ``data_dir`` in ``home`` (default: a fresh one); ``history``: the run
+        keeps its Dagster history in the home, as ``covid-etl run`` does (see ``pipeline_child``)."""
         home = home or self.home()
         record = home / "bench-record.json"
-        child = run_child(python_module("etl_pipeline.bench.pipeline_child", str(data_dir), str(record)),
+        child = run_child(python_module("etl_pipeline.bench.pipeline_child", str(data_dir), str(record),
+                                        *(["--history"] if history else [])),
                           self.env(home, engine), timeout=CHILD_TIMEOUT_S).check()
         run = PipelineRun(child, json.loads(record.read_text()), home)
         self.progress(f"covid-etl run over {data_dir.name} on {engine}: {run.seconds:.1f} s, "
@@ -269,4 +277,37 @@ def engines(pipelines: Pipelines, data_dir: Path, scale: str, spark_runs: list[P
                         f"{peak_tree:,} MB with the Sail server")
     result.notes += [f"{name:<17}{p['seconds']:>8.1f} s  peak {p['peak_python_mb']:>6,} MB  with Sail "
                      f"{p['peak_tree_mb']:>6,} MB" for name, p in phases.items()]
+    return result
+
+
+def incremental_day(pipelines: Pipelines, data_dir: Path, repeat: int, label: str = "") -> Result:
+    """Taking in one new day, on Sail (the embedded default): a run over ``data_dir`` in a home that already holds
+    a run over the same data without its last day, against a from-scratch run over ``data_dir``; interleaved,
+    each incremental run in a fresh copy of that home. ``label``: the benchmark's suffix (``_100x``).
+
+    The day before is :func:`~etl_pipeline.bench.scale.shrink_dataset` keeping every country and all days but the
+    last (country-wise then holds each country's counts on that day, as a snapshot published that day would)."""
+    result = Result(f"incremental_day{label}", ours="covid-etl run on Sail after one new day, in a home holding the "
+                    "run over the days before (its Dagster history kept)",
+                    baseline="covid-etl run on Sail over the same data, from scratch", ratio_kind="cost")
+    days = len(pd.read_csv(data_dir / SOURCE_TABLES["covid19_time_series"].file_name, usecols=["Date"])
+               ["Date"].unique())
+    before = pipelines.work / f"{data_dir.name}_day_before"
+    shrink_dataset(data_dir, before, every=1, days=days - 1)
+    prepared = pipelines.run(before, engine="sail", history=True).home
+    pipelines.progress(f"incremental_day{label}: the home over the first {days - 1} of {days} days is ready")
+    runs: list[PipelineRun] = []
+
+    def one_new_day() -> float:
+        home = Path(shutil.copytree(prepared, pipelines.home() / "home", ignore=shutil.ignore_patterns("run.lock")))
+        runs.append(pipelines.run(data_dir, home, engine="sail", history=True))
+        return runs[-1].seconds
+
+    def from_scratch() -> float:
+        return pipelines.run(data_dir, engine="sail", history=True).seconds
+
+    pair = interleaved(one_new_day, from_scratch, repeat)
+    result.measured(pair, rows=median_run(runs).gold_rows(), target=Target("<=", 0.10) if label else None)
+    result.notes.append(f"{days - 1} days, then day {days}: the incremental run re-seeds the source (the files "
+                        "changed) and materializes what its staleness rule finds out of date")
     return result

@@ -14,11 +14,15 @@ from pathlib import Path
 
 from etl_pipeline.bench import loads, pipeline_runs
 from etl_pipeline.bench.report import Result, format_table, machine, write_json
-from etl_pipeline.bench.scale import shrink_dataset
+from etl_pipeline.bench.scale import scale_dataset, shrink_dataset
 
 BENCHMARKS = ("warehouse_load", "source_load", "source_extract", "end_to_end", "spark_steps", "scale_10x",
-              "scale_100x", "sail_end_to_end", "sail_scale_10x", "sail_scale_100x")
+              "scale_100x", "sail_end_to_end", "sail_scale_10x", "sail_scale_100x", "incremental_day",
+              "incremental_day_100x")
 SCALES = {"scale_10x": 10, "scale_100x": 100}
+#: Taking in one new day (issue 15), on the real data and on the 100x one; not run with --quick (the test suite runs
+#: the same code once on the quick dataset).
+INCREMENTAL = {"incremental_day": 1, "incremental_day_100x": 100}
 #: In --quick mode the Spark-steps benchmark materializes only these two small silver tables.
 QUICK_SPARK_TABLES = ("covid19_country_wise", "covid19_worldometer")
 
@@ -102,4 +106,17 @@ def _run(options: BenchOptions, work: Path) -> list[Result]:
             continue
         progress(f"{name}: generating and running ours and the pandas floor, interleaved (this takes a while)")
         results += pipeline_runs.scale(pipelines, options.data_dir, factor, one_x_runs, options.repeat, sail)
+    for name, factor in INCREMENTAL.items():
+        if name not in wanted:
+            continue
+        if options.quick:
+            results.append(Result(name, ours=f"covid-etl run after one new day, {factor}x the data",
+                                  baseline="the same from scratch", ratio_kind="cost").skip("not run with --quick"))
+            continue
+        progress(f"{name}: a home over all days but the last, then the last day in, against from scratch")
+        days = data if factor == 1 else pipelines.work / f"data_{factor}x"  # made by scale_<factor>x if it ran
+        if not days.exists():
+            scale_dataset(options.data_dir, days, factor)
+        label = name.removeprefix("incremental_day")
+        results.append(pipeline_runs.incremental_day(pipelines, days, options.repeat, label))
     return results
