@@ -91,7 +91,7 @@ def test_every_benchmark_is_reported_with_the_same_fields(quick_bench: dict) -> 
     assert quick_bench["json"]["machine"]["quick"] is True
 
 
-def test_only_the_scale_runs_are_skipped_in_quick_mode_and_say_so(quick_bench: dict) -> None:
+def test_only_the_scale_and_incremental_runs_are_skipped_in_quick_mode_and_say_so(quick_bench: dict) -> None:
     skipped = {name: r["skipped"] for name, r in results(quick_bench).items() if r["skipped"]}
     assert skipped == {name: "not run with --quick"
                        for name in ("scale_10x", "scale_10x_floor", "sail_scale_10x", "scale_100x",

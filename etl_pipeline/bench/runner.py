@@ -114,9 +114,9 @@ def _run(options: BenchOptions, work: Path) -> list[Result]:
                                   baseline="the same from scratch", ratio_kind="cost").skip("not run with --quick"))
             continue
         progress(f"{name}: a home over all days but the last, then the last day in, against from scratch")
-        days = data if factor == 1 else pipelines.work / f"data_{factor}x"  # made by scale_<factor>x if it ran
-        if not days.exists():
-            scale_dataset(options.data_dir, days, factor)
+        dataset = data if factor == 1 else pipelines.work / f"data_{factor}x"  # made by scale_<factor>x if it ran
+        if not dataset.exists():
+            scale_dataset(options.data_dir, dataset, factor)
         label = name.removeprefix("incremental_day")
-        results.append(pipeline_runs.incremental_day(pipelines, days, options.repeat, label))
+        results.append(pipeline_runs.incremental_day(pipelines, dataset, options.repeat, label))
     return results
