@@ -34,11 +34,13 @@ def format_history(settings: Settings, name: str) -> str:
     lake = lake_from_settings(settings)
     uri = table_uri(lake, name)
     rows = history(open_table(uri, lake.storage_options()))
-    lines = [f"{name} ({uri})", f"{'version':>7}  {'time (UTC)':<19}  {'operation':<10}{'rows':>12}  run id"]
+    width = max([len("operation"), *(len(row["operation"] or "-") for row in rows)])  # e.g. CREATE OR REPLACE TABLE
+    lines = [f"{name} ({uri})", f"{'version':>7}  {'time (UTC)':<19}  {'operation':<{width}}  {'rows':>12}  run id"]
     for row in rows:
         time = row["time"].strftime("%Y-%m-%d %H:%M:%S") if row["time"] else "-"
         count = f"{row['rows']:,}" if row["rows"] is not None else "-"
-        lines.append(f"{row['version']:>7}  {time:<19}  {row['operation'] or '-':<10}{count:>12}  {row['run_id'] or '-'}")
+        lines.append(f"{row['version']:>7}  {time:<19}  {row['operation'] or '-':<{width}}  {count:>12}  "
+                     f"{row['run_id'] or '-'}")
     return "\n".join(lines)
 
 

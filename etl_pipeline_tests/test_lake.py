@@ -168,7 +168,11 @@ HISTORY_LINE = re.compile(r"^\s*(?P<version>\d+)\s+(?P<time>\d{4}-\d\d-\d\d \d\d
 def history(home: Path, table: str) -> list[dict[str, str]]:
     done = covid_etl("lake", "history", table, env=embedded_env(home))
     assert done.returncode == 0, done.stderr
-    return [m.groupdict() for line in done.stdout.splitlines() if (m := HISTORY_LINE.match(line))]
+    header = done.stdout.splitlines()[1]
+    matches = [m for line in done.stdout.splitlines() if (m := HISTORY_LINE.match(line))]
+    # a column: each row's count ends under the header's "rows", whatever the operations' lengths
+    assert {m.end("rows") for m in matches} == {header.index("rows") + len("rows")}, done.stdout
+    return [m.groupdict() for m in matches]
 
 
 def test_history_then_restore_then_the_next_step_reads_the_restored_version(embedded_run, data_dir: Path,
